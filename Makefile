@@ -1,0 +1,25 @@
+# Build and test entry points. Recipes are indented with TABs.
+PY ?= python3
+VENV ?= .venv
+
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test info clean
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/python -m zegclip demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+info: $(STAMP)
+	$(VENV)/bin/python -m zegclip info --preset voc
+
+clean:
+	rm -rf _build build dist .pytest_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

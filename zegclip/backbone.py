@@ -1,0 +1,150 @@
+"""The CLIP image encoder of ZegCLIP: open_clip's VisionTransformer run with (optional) deep visual prompts.
+
+Three modes (paper Table 5):
+
+* ``"fix"`` - Baseline-Fix: CLIP frozen, no prompts.
+* ``"ft"``  - Baseline-FT: every CLIP vision weight is trained, no prompts.
+* ``"dpt"`` - deep prompt tuning (ZegCLIP): CLIP frozen; T learnable tokens enter every block (paper Eq. 3).
+
+The module wraps open_clip's own ``VisionTransformer`` (attribute ``vit``) and runs its submodules
+(``conv1``, ``ln_pre``, ``transformer.resblocks``, ``ln_post``, ``proj``) itself, so that prompts can be
+swapped between blocks. Output, for an input of shape (B, 3, H, W) and patch size p:
+
+* ``features``: (B, D, H/p, W/p), the projected patch tokens, L2-normalised along D at every position;
+* ``global_embedding``: (B, D), the projected, L2-normalised [CLS] token ("g" in the paper).
+
+Official-code details kept as defaults (each a switch, see :class:`EncoderConfig`): [CLS] receives the class
+embedding twice, prompts pass through one shared Linear + Dropout(0.1), an extra learnable LayerNorm
+(``prompt_norm``, eps 1e-6) follows the last block, and ``ln_post``/``proj`` apply to every token.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ENCODER_MODES = ("fix", "ft", "dpt")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    mode: str = "dpt"
+    num_prompts: int = 10  # T tokens per block (10 for VOC, 100 for COCO/Context)
+    deep_prompts: bool = True  # False: shallow VPT (prompts enter block 0 only and flow through)
+    prompt_dropout: float = 0.1
+    prompt_projection: bool = True  # official: one Linear(width, width) shared by all blocks' prompts
+    prompt_norm: bool = True  # official: learnable LayerNorm(eps=1e-6) after the last block (not in the paper)
+    cls_double_embedding: bool = True  # official (DenseCLIP quirk): token 0 = 2*class_embedding + pos_0
+
+    def __post_init__(self):
+        if self.mode not in ENCODER_MODES:
+            raise ValueError(f"encoder mode must be one of {ENCODER_MODES}, got {self.mode!r}")
+        if self.mode == "dpt" and self.num_prompts < 1:
+            raise ValueError(f"num_prompts must be >= 1 for deep prompt tuning, got {self.num_prompts}")
+        if not 0.0 <= self.prompt_dropout < 1.0:
+            raise ValueError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
+
+
+class PromptedVisionEncoder(nn.Module):
+    """open_clip ``VisionTransformer`` + deep prompt tuning; returns (patch features, global embedding)."""
+
+    def __init__(self, vit: nn.Module, cfg: EncoderConfig):
+        super().__init__()
+        if getattr(vit, "attn_pool", None) is not None or getattr(vit, "pool_type", "tok") != "tok":
+            raise ValueError("only CLIP ViTs with a [CLS] token (pool_type 'tok', no attentional pooling) are supported")
+        self.vit = vit
+        self.cfg = cfg
+        self.width = vit.conv1.out_channels
+        self.patch_size = tuple(vit.patch_size)
+        self.grid_size = tuple(vit.grid_size)
+        self.num_blocks = len(vit.transformer.resblocks)
+        self.num_prompts = cfg.num_prompts if cfg.mode == "dpt" else 0
+        if self.num_prompts:
+            bound = math.sqrt(6.0 / (3 * self.patch_size[0] * self.patch_size[1] + self.width))  # VPT's rule
+            self.prompt_embeddings = nn.Parameter(torch.empty(1, self.num_prompts, self.width).uniform_(-bound, bound))
+            n_deep = self.num_blocks - 1 if cfg.deep_prompts else 0
+            if n_deep:
+                self.deep_prompt_embeddings = nn.Parameter(
+                    torch.empty(n_deep, self.num_prompts, self.width).uniform_(-bound, bound)
+                )
+            else:
+                self.deep_prompt_embeddings = None
+            if cfg.prompt_projection:
+                self.prompt_proj = nn.Linear(self.width, self.width)
+                nn.init.kaiming_normal_(self.prompt_proj.weight, a=0, mode="fan_out")
+            else:
+                self.prompt_proj = nn.Identity()
+            self.prompt_dropout = nn.Dropout(cfg.prompt_dropout)
+            self.prompt_norm = nn.LayerNorm(self.width, eps=1e-6) if cfg.prompt_norm else nn.Identity()
+        self.set_trainable()
+
+    # ----------------------------------------------------------------------------------------------------------
+    def set_trainable(self) -> None:
+        """Freeze per mode: fix -> nothing trains; ft -> everything; dpt -> only parameters named '*prompt*'."""
+        for name, param in self.named_parameters():
+            if self.cfg.mode == "ft":
+                param.requires_grad_(True)
+            elif self.cfg.mode == "dpt":
+                param.requires_grad_("prompt" in name)
+            else:
+                param.requires_grad_(False)
+
+    def _prompt(self, layer: int, batch: int) -> torch.Tensor:
+        """Projected prompt tokens for block ``layer``: (B, T, width)."""
+        raw = self.prompt_embeddings if layer == 0 else self.deep_prompt_embeddings[layer - 1 : layer]
+        return self.prompt_dropout(self.prompt_proj(raw)).expand(batch, -1, -1)
+
+    def positional_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
+        """(1 + h*w, width): the learnt table, its spatial part bilinearly resized to ``grid`` when it differs."""
+        pos = self.vit.positional_embedding
+        if tuple(grid) == self.grid_size:
+            return pos
+        spatial = pos[1:].reshape(1, *self.grid_size, -1).permute(0, 3, 1, 2)
+        spatial = F.interpolate(spatial, size=grid, mode="bilinear", align_corners=False)
+        return torch.cat([pos[:1], spatial.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)], dim=0)
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Patch embedding + [CLS] + positions + ln_pre: (B, 1 + h*w, width), and the grid (h, w)."""
+        vit = self.vit
+        x = vit.conv1(images.to(vit.conv1.weight.dtype))  # (B, width, h, w)
+        grid = (x.shape[-2], x.shape[-1])
+        x = x.flatten(2).transpose(1, 2)  # (B, h*w, width), row-major
+        cls = vit.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1)
+        pos = self.positional_embedding(grid).to(x.dtype)
+        if self.cfg.cls_double_embedding:
+            pos = torch.cat([pos[:1] + vit.class_embedding.to(x.dtype), pos[1:]], dim=0)
+        x = x + pos
+        return vit.ln_pre(x), grid
+
+    def forward_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Run the blocks; returns the final (B, 1 + T + h*w, width) sequence (before ln_post) and the grid."""
+        x, grid = self.embed(images)
+        batch = x.shape[0]
+        T = self.num_prompts
+        if T:
+            x = torch.cat([x[:, :1], self._prompt(0, batch).to(x.dtype), x[:, 1:]], dim=1)
+        transformer = self.vit.transformer
+        batch_first = getattr(transformer, "batch_first", True)
+        for i, block in enumerate(transformer.resblocks):
+            if i > 0 and T and self.deep_prompt_embeddings is not None:
+                # previous block's prompt outputs are discarded and replaced by this block's prompts (Eq. 3)
+                x = torch.cat([x[:, :1], self._prompt(i, batch).to(x.dtype), x[:, 1 + T :]], dim=1)
+            x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
+        if T:
+            x = self.prompt_norm(x)
+        return x, grid
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, H, W) -> features (B, D, H/p, W/p) unit-norm per position, global (B, D) unit-norm."""
+        x, (h, w) = self.forward_tokens(images)
+        cls_and_patches = torch.cat([x[:, :1], x[:, -h * w :]], dim=1)  # prompt outputs are not read
+        y = self.vit.ln_post(cls_and_patches)
+        if self.vit.proj is not None:
+            y = y @ self.vit.proj
+        global_embedding = F.normalize(y[:, 0], dim=-1)
+        features = F.normalize(y[:, 1:], dim=-1).transpose(1, 2).reshape(y.shape[0], -1, h, w)
+        return features, global_embedding

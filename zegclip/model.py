@@ -1,0 +1,212 @@
+"""ZegCLIP = prompted CLIP image encoder + relationship-descriptor queries + mask decoder.
+
+Data flow for a batch of normalised images (B, 3, H, W) and C queried classes::
+
+    features H (B, d, h, w), global g (B, d)      <- PromptedVisionEncoder
+    queries  (B, C, D)                            <- RelationshipDescriptor(text[classes], g)
+    masks    (B, C, h*w)                          <- MaskDecoder(queries, H)
+    logits   (B, C, H, W)                         <- bilinear resize (via mask_size, official)
+
+At test time :meth:`ZegCLIP.scores` turns logits into sigmoid scores, lowers seen-class scores by the
+calibration shift (0.1, official, inductive only) and averages over sliding windows (crop 512, stride 426);
+:meth:`ZegCLIP.segment` takes the argmax over all classes (generalised zero-shot protocol).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import PromptedVisionEncoder
+from .config import NORMALIZATIONS, ZegCLIPConfig
+from .decoder import MaskDecoder
+from .queries import RelationshipDescriptor
+from .text import class_embeddings, check_class_names
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Images must be a floating-point (B, 3, H, W) tensor."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (B, 3, H, W); got a tensor of rank {images.ndim} {tuple(images.shape)}")
+    if images.shape[1] != 3:
+        raise ValueError(f"images must have 3 channels (B, 3, H, W); got {images.shape[1]} in {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be normalised floating-point tensors, got dtype {images.dtype}")
+
+
+def window_starts(length: int, crop: int, stride: int) -> list[int]:
+    """Start offsets of the sliding windows along one side (official mmseg rule, last window border-aligned)."""
+    count = max(length - crop + stride - 1, 0) // stride + 1
+    starts = []
+    for i in range(count):
+        end = min(i * stride + crop, length)
+        starts.append(max(end - crop, 0))
+    return starts
+
+
+class ZegCLIP(nn.Module):
+    """The ZegCLIP segmentor. Build it with :func:`zegclip.build_model`.
+
+    Buffers: ``class_embeddings`` (C_all, d) text embeddings of all classes, ``seen_idx`` (seen classes, which
+    get the calibration shift), ``train_idx`` (classes queried in training: seen ones for inductive training,
+    all for transductive/fully supervised).
+    """
+
+    def __init__(
+        self,
+        cfg: ZegCLIPConfig,
+        visual: nn.Module,
+        text_encoder: nn.Module,
+        class_names: Sequence[str],
+        text_embeddings: torch.Tensor,
+        seen: Sequence[int],
+        train_classes: Sequence[int],
+    ):
+        super().__init__()
+        self.cfg = cfg
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.backbone = PromptedVisionEncoder(visual, cfg.encoder)
+            embed_dim = visual.output_dim
+            self.queries = RelationshipDescriptor(embed_dim, cfg.decoder.dim, cfg.query_format)
+            self.decoder = MaskDecoder(cfg.decoder, in_dim=embed_dim)
+        self.text_encoder = text_encoder.requires_grad_(False)
+        self.embed_dim = embed_dim
+        self.register_buffer("class_embeddings", torch.empty(0, embed_dim))
+        self.register_buffer("seen_idx", torch.empty(0, dtype=torch.long))
+        self.register_buffer("train_idx", torch.empty(0, dtype=torch.long))
+        self.set_classes(class_names, seen=seen, embeddings=text_embeddings, train_classes=train_classes)
+
+    # ---------------------------------------------------------------------------------------------- classes
+    def set_classes(
+        self,
+        names: Sequence[str],
+        seen: Sequence[int] | None = None,
+        embeddings: torch.Tensor | None = None,
+        train_classes: Sequence[int] | None = None,
+    ) -> None:
+        """Set the class vocabulary: free-text names, optional precomputed (C, d) embeddings.
+
+        Without ``embeddings`` the names are encoded by the CLIP text tower with the config's templates. Without
+        ``seen``, names that were seen classes before keep the calibration shift; new names get none.
+        """
+        names = check_class_names(names)
+        if embeddings is None:
+            embeddings = class_embeddings(
+                self.text_encoder, names, self.cfg.templates, model_id=f"{self.cfg.clip.model}"
+            )
+        embeddings = torch.as_tensor(embeddings)
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(names):
+            raise ValueError(
+                f"text embeddings have shape {tuple(embeddings.shape)} but there are {len(names)} class names"
+            )
+        if embeddings.shape[1] != self.embed_dim:
+            raise ValueError(f"text embeddings have dimension {embeddings.shape[1]}, the model needs {self.embed_dim}")
+        if seen is None:
+            old_seen = {self.class_names[i] for i in self.seen_idx.tolist()} if hasattr(self, "class_names") else set()
+            seen = [i for i, n in enumerate(names) if n in old_seen]
+        seen = sorted(set(int(i) for i in seen))
+        if any(not 0 <= i < len(names) for i in seen):
+            raise ValueError(f"seen class ids {seen} out of range for {len(names)} classes")
+        train_classes = list(range(len(names))) if train_classes is None else [int(i) for i in train_classes]
+        device = self.seen_idx.device
+        self.class_names = names
+        self.class_embeddings = embeddings.float().to(device)
+        self.seen_idx = torch.tensor(seen, dtype=torch.long, device=device)
+        self.train_idx = torch.tensor(train_classes, dtype=torch.long, device=device)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def forward(self, images: torch.Tensor, class_idx: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
+        """Per-class mask logits (B, C, H, W) for normalised images (B, 3, H, W).
+
+        ``class_idx`` selects the queried classes; by default the training classes in training mode and all
+        classes in eval mode (as the official code does).
+        """
+        check_images(images)
+        if class_idx is None:
+            class_idx = self.train_idx if self.training else None
+        text = self.class_embeddings if class_idx is None else self.class_embeddings[torch.as_tensor(class_idx, device=self.class_embeddings.device)]
+        features, global_embedding = self.backbone(images)
+        b, d, h, w = features.shape
+        queries = self.queries(text, global_embedding)
+        masks = self.decoder(queries, features.flatten(2).transpose(1, 2))  # (B, C, h*w)
+        logits = masks.reshape(b, -1, h, w)
+        size = tuple(images.shape[-2:])
+        if self.cfg.mask_size and size != (self.cfg.mask_size,) * 2:
+            logits = F.interpolate(logits, size=(self.cfg.mask_size,) * 2, mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Sigmoid scores with the seen-class shift: (B, C_all, H, W) logits -> scores."""
+        scores = logits.sigmoid()
+        shift = self.cfg.calibration
+        if shift and self.seen_idx.numel():
+            scores[:, self.seen_idx] -= shift
+        return scores
+
+    @torch.no_grad()
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """Calibrated per-class scores (B, C_all, H, W) with slide-window inference over all classes.
+
+        Runs in eval mode (no dropout) and restores the previous mode afterwards.
+        """
+        check_images(images)
+        was_training = self.training
+        self.eval()
+        crop, stride = self.cfg.slide_crop, self.cfg.slide_stride
+        b, _, height, width = images.shape
+        out = images.new_zeros((b, self.num_classes, height, width), dtype=torch.float32)
+        count = images.new_zeros((1, 1, height, width), dtype=torch.float32)
+        all_classes = torch.arange(self.num_classes, device=self.class_embeddings.device)
+        for y in window_starts(height, crop, stride):
+            for x in window_starts(width, crop, stride):
+                window = images[:, :, y : y + crop, x : x + crop]
+                out[:, :, y : y + crop, x : x + crop] += self.calibrate(self(window, all_classes).float())
+                count[:, :, y : y + crop, x : x + crop] += 1
+        self.train(was_training)
+        return out / count
+
+    @torch.no_grad()
+    def segment(self, images: torch.Tensor) -> torch.Tensor:
+        """Label maps (B, H, W), argmax over all classes of :meth:`scores`."""
+        return self.scores(images).argmax(dim=1)
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB in 0..255 -> normalised float images, with the config's statistics."""
+        mean, std = (torch.tensor(v, device=images_uint8.device).view(1, 3, 1, 1) for v in NORMALIZATIONS[self.cfg.normalization])
+        return (images_uint8.float() - mean) / std
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable / total parameters, and the trainable split by component."""
+        def count(module: nn.Module, trainable: bool) -> int:
+            return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
+
+        return {
+            "trainable_params": count(self, True),
+            "total_params": count(self, False),
+            "trainable_backbone": count(self.backbone, True),
+            "trainable_decoder": count(self.decoder, True) + count(self.queries, True),
+            "frozen_clip_visual": count(self.backbone.vit, False) - count(self.backbone.vit, True),
+            "frozen_clip_text": count(self.text_encoder, False),
+        }
+
+    def extra_repr(self) -> str:
+        return f"preset={self.cfg.name!r}, classes={self.num_classes}, seen={self.seen_idx.numel()}, setting={self.cfg.setting!r}"
+
+
+def num_windows(length: int, crop: int = 512, stride: int = 426) -> int:
+    """How many windows slide inference uses along a side of ``length`` pixels."""
+    return len(window_starts(length, crop, stride))
+
