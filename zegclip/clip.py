@@ -149,7 +149,8 @@ def resize_positional_embedding(pos: torch.Tensor, grid: tuple[int, int]) -> tor
     return torch.cat([cls_row, table], dim=0)
 
 
-_IGNORED_CLIP_KEYS = {"logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size"}
+# attn_mask: the text tower's causal mask, a non-persistent buffer that TorchScript archives still save
+_IGNORED_CLIP_KEYS = {"logit_scale", "logit_bias", "input_resolution", "context_length", "vocab_size", "attn_mask"}
 
 
 def load_clip_weights(visual: nn.Module, text: nn.Module, path: str | os.PathLike) -> None:
@@ -158,8 +159,9 @@ def load_clip_weights(visual: nn.Module, text: nn.Module, path: str | os.PathLik
     vis_state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
     txt_state = {k: v for k, v in state.items() if not k.startswith("visual.") and k not in _IGNORED_CLIP_KEYS}
     if "positional_embedding" in vis_state:
+        # resize in float32 (as the official code, which calls .float() first): no fp16 re-rounding of the result
         vis_state["positional_embedding"] = resize_positional_embedding(
-            vis_state["positional_embedding"], tuple(visual.grid_size)
+            vis_state["positional_embedding"].float(), tuple(visual.grid_size)
         )
     for name, module, sub in (("visual", visual, vis_state), ("text", text, txt_state)):
         expected = module.state_dict()

@@ -52,6 +52,17 @@ def map_official_key(key: str) -> str | None:
     raise KeyError(key)
 
 
+def official_key(name: str) -> str:
+    """Inverse of :func:`map_official_key`: the official name of a zegclip key (for error messages)."""
+    if name.startswith("backbone.vit."):
+        return "backbone." + name[len("backbone.vit."):]
+    if name.startswith("decoder."):
+        return "decode_head.decoder_1." + name[len("decoder."):]
+    if name.startswith("queries.proj."):
+        return "decode_head.q_proj." + name[len("queries.proj."):]
+    return name
+
+
 def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of an mmseg checkpoint, read with ``torch.load(weights_only=True)``."""
     path = Path(path)
@@ -115,11 +126,12 @@ def load_official_checkpoint(
     unexpected = sorted(set(state) - expected)
     if missing or unexpected:
         raise WeightsError(f"{path}: checkpoint does not fit the {dataset!r} model "
-                           f"(missing {missing[:8]}, unexpected {unexpected[:8]})")
+                           f"(missing {[official_key(k) for k in missing[:8]]}, "
+                           f"unexpected {[official_key(k) for k in unexpected[:8]]})")
     own = model.state_dict()
     for key in expected:
         if own[key].shape != state[key].shape:
-            raise WeightsError(f"{path}: {key} has shape {tuple(state[key].shape)}, expected {tuple(own[key].shape)}")
+            raise WeightsError(f"{path}: {official_key(key)} has shape {tuple(state[key].shape)}, expected {tuple(own[key].shape)}")
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     if isinstance(text_embeddings, (str, Path)):
         text_embeddings = load_embedding_file(text_embeddings, num_classes=split.num_classes, dim=model.embed_dim)
