@@ -83,6 +83,95 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="run file (YAML/JSON); a run's saved config.json reproduces it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run field, e.g. train.iters=1000 or model.preset=coco (repeatable)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a run (and evaluate it with --eval); --resume continues from the run's latest checkpoint."""
+    from .run import load_run, train_run
+
+    run = load_run(args.config, args.set)
+    result = train_run(run, resume=args.resume, evaluate_after=args.eval)
+    print(json.dumps(result.get("evaluation", {}).get("metrics", result["train"]), indent=2, default=str))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a run's checkpoint (default: the latest) or an official checkpoint; writes a result JSON."""
+    from .run import evaluate_run, load_run
+
+    run = load_run(args.config, args.set)
+    result = evaluate_run(run, checkpoint=args.checkpoint, official=args.official, result_path=args.output)
+    print(json.dumps(result["metrics"], indent=2, default=str))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Segment image files with free-text class names: colour mask PNGs, label PNGs and a legend."""
+    from .predict import predict_files
+
+    if bool(args.run) == bool(args.official):
+        raise ValueError("give exactly one of --run RUN_DIR (a trained run) or --official CHECKPOINT")
+    if args.official:
+        from .official import load_official_checkpoint
+
+        model = load_official_checkpoint(args.official, dataset=args.dataset)
+    else:
+        from pathlib import Path
+
+        from .checkpoint import latest_checkpoint, load_weights
+        from .run import build_run_model, load_run
+
+        run_dir = Path(args.run)
+        run = load_run(run_dir / "config.json")
+        model = build_run_model(run)
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
+        load_weights(model, ckpt)
+    if args.classes:
+        names = [c.strip() for c in args.classes.split(",")]
+        model.set_classes(names)
+    records = predict_files(model, args.input, args.out)
+    for r in records:
+        print(f"{r['image']} -> {r['mask']}: {', '.join(r['classes'])}")
+    print(f"legend: {args.out}/legend.png")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Convert official downloads into the standard layouts, or check a prepared dataset (--check)."""
+    from .data import datasets, prepare
+
+    if args.check:
+        problems = []
+        for split in args.splits.split(","):
+            ds = datasets.build_dataset(args.dataset, args.root, split, strict=False)
+            print(f"{args.dataset}/{split}: {len(ds)} items")
+            problems += datasets.check_dataset(ds)
+        for p in problems:
+            print(f"  problem: {p}")
+        print(f"{len(problems)} problem(s)")
+        return 1 if problems else 0
+    if args.dataset == "voc":
+        if not args.sbd:
+            raise ValueError("prepare voc needs --sbd (the extracted SBD benchmark_RELEASE folder)")
+        summary = prepare.prepare_voc(args.root, args.sbd, args.out, num_workers=args.workers)
+    elif args.dataset == "coco":
+        summary = prepare.prepare_coco_stuff(args.root, args.out, num_workers=args.workers)
+    elif args.dataset in ("context59", "context60", "context"):
+        if not args.voc2010:
+            raise ValueError("prepare context needs --voc2010 (the VOCdevkit/VOC2010 folder)")
+        summary = prepare.prepare_context(args.root, args.voc2010, json_path=args.json, num_workers=args.workers)
+    else:
+        raise ValueError(f"prepare knows voc, coco and context, not {args.dataset!r}")
+    print(json.dumps(summary, indent=2, default=str))
+    return 0 if summary.get("ok", True) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zegclip", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,9 +183,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--steps", type=int, default=2)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("train", help="train a run (YAML/JSON run file and --set overrides)")
+    _run_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
+    p.add_argument("--eval", action="store_true", help="evaluate the final model and write result.json")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", help="evaluate a run's checkpoint or an official checkpoint")
+    _run_args(p)
+    p.add_argument("--checkpoint", default=None, help="checkpoint directory or model.safetensors (default: latest)")
+    p.add_argument("--official", default=None, help="an official ZegCLIP .pth checkpoint (mmseg format)")
+    p.add_argument("--output", default=None, help="result JSON path (default: <output_dir>/result.json)")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("predict", help="segment images with free-text class names")
+    p.add_argument("input", help="an image file or a folder of images")
+    p.add_argument("--classes", default=None, help="comma-separated class names (default: the model's classes)")
+    p.add_argument("--run", default=None, help="a trained run directory (config.json + checkpoints/)")
+    p.add_argument("--official", default=None, help="an official ZegCLIP .pth checkpoint")
+    p.add_argument("--dataset", default="voc", help="preset of the official checkpoint (voc, coco)")
+    p.add_argument("--out", default="predictions", help="output folder")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("prepare", help="convert official dataset downloads, or --check a prepared dataset")
+    p.add_argument("dataset", help="voc | coco | context (prepare); voc | coco | context59 | context60 | folder (--check)")
+    p.add_argument("root", help="VOC: VOCdevkit/VOC2012; COCO: the COCO-Stuff root; Context: the trainval/ .mat folder")
+    p.add_argument("--sbd", default=None, help="VOC: the extracted SBD benchmark_RELEASE folder")
+    p.add_argument("--voc2010", default=None, help="Context: the VOCdevkit/VOC2010 folder")
+    p.add_argument("--json", default=None, help="Context: trainval_merged.json (defines the train/val split)")
+    p.add_argument("--out", default=None, help="output root (default: in place)")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--check", action="store_true", help="report every problem of a prepared dataset and exit")
+    p.add_argument("--splits", default="train,val", help="splits to check")
+    p.set_defaults(func=cmd_prepare)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"zegclip {args.command}: error: {exc}", file=sys.stderr)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"zegclip {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Dataset metadata: class lists and seen/unseen splits (packaged as JSON)."""
+"""Data: class lists and splits (packaged JSON), datasets in the standard layouts, joint transforms, preparation."""
 
 from .classes import ClassSplit, available_splits, load_class_split
 

@@ -1,0 +1,68 @@
+"""Evaluation: slide-window inference over a dataset, one dataset-level confusion matrix, GZSL metrics.
+
+Protocol (official, fact sheet §11): batch 1; the image is resized so its short side is 512 (test transform),
+scored by :meth:`ZegCLIP.scores` (sigmoid, seen-class shift, windows 512/426), the score map is resized back to
+the label's size (bilinear), and the argmax over **all** classes (seen and unseen) is compared with the ground
+truth; ignore pixels are skipped. pAcc, mIoU, mIoU(S), mIoU(U), hIoU, mAcc and per-class IoU come from the
+accumulated matrix, not from per-image averages.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from .metrics import SegmentationMetrics
+
+
+@torch.no_grad()
+def evaluate(
+    model,
+    dataset: Dataset,
+    device: str | torch.device | None = None,
+    seen: list[int] | None = None,
+    unseen: list[int] | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+    amp: bool = False,
+) -> dict:
+    """Metrics of ``model`` on ``dataset`` (items: dict image (3,h,w) normalised, label (H,W) full-space ids).
+
+    ``seen``/``unseen`` default to the model's split. Under torchrun every rank scores its share of the images
+    and the confusion matrices are summed. Returns the metrics dict of :class:`SegmentationMetrics` plus timing.
+    """
+    import torch.distributed as dist
+
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device).eval()
+    if seen is None:
+        seen = model.seen_idx.tolist()
+    if unseen is None:
+        unseen = sorted(set(range(model.num_classes)) - set(seen))
+    metric = SegmentationMetrics(model.num_classes, seen=seen, unseen=unseen, class_names=model.class_names).to(device)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    indices = range(rank, count, world)
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        indices = tqdm(indices, desc="evaluate", unit="img", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    for i in indices:
+        sample = dataset[i]
+        image = sample["image"].unsqueeze(0).to(device)
+        label = sample["label"].unsqueeze(0).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            scores = model.scores(image)
+        if scores.shape[-2:] != label.shape[-2:]:
+            scores = F.interpolate(scores.float(), size=label.shape[-2:], mode="bilinear", align_corners=False)
+        metric.update(scores.argmax(dim=1), label)
+    seconds = time.perf_counter() - t0
+    result = metric.compute()
+    result["confmat"] = metric.confmat.cpu().tolist()  # rows: ground truth, columns: prediction
+    result["images"] = count
+    result["seconds"] = round(seconds, 3)
+    result["seconds_per_image"] = round(seconds / max(count, 1) * world, 4)
+    return result

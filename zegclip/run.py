@@ -1,0 +1,213 @@
+"""A run = model config + data + training schedule, resolved and saved; train and evaluate it.
+
+Run files are YAML or JSON::
+
+    name: voc-inductive
+    model: {preset: voc}                      # a preset plus config-field overrides
+    data: {dataset: voc, root: data/VOCdevkit/VOC2012}
+    train: {iters: 20000, batch_size: 16}
+    weights: /path/to/ViT-B-16.pt             # or random_init: true
+    output_dir: runs/voc-inductive
+
+``resolve_run`` fills every default, so ``<output_dir>/config.json`` reproduces the run exactly
+(``python -m zegclip train --config <output_dir>/config.json``). ``train_run`` trains; ``evaluate_run`` scores a
+trained (or official) model and writes one result JSON with config, metrics, per-class table, timings,
+versions and seed - the single source the notebooks read.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .checkpoint import write_json_atomic
+from .config import ZegCLIPConfig, get_config
+from .train import TrainConfig
+
+DATASET_SPLITS = {"voc": "voc", "coco": "coco", "context59": "context59", "context60": "context60"}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "voc"  # voc | coco | context59 | context60 | folder | a registered (mini) dataset
+    root: str | None = None
+    train_split: str = "train"
+    eval_split: str = "val"
+    crop_size: int = 512
+    scale: tuple[int, int] = (2048, 512)
+    ratio_range: tuple[float, float] = (0.5, 2.0)
+    cat_max_ratio: float = 0.75
+    test_short_side: int = 512
+    options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of the dataset builder
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    model: Mapping[str, Any] = field(default_factory=lambda: {"preset": "voc"})
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    weights: str | None = None
+    random_init: bool = False
+    text_embeddings: str | None = None
+    output_dir: str = "runs/run"
+    eval_limit: int | None = None
+
+    def model_config(self) -> ZegCLIPConfig:
+        spec = dict(self.model)
+        if "config" in spec:  # a fully resolved config
+            return ZegCLIPConfig.from_dict(spec["config"])
+        preset = spec.pop("preset", "voc")
+        return get_config(preset, **spec)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["model"] = {"config": self.model_config().to_dict()}
+        return out
+
+
+def _build(cls, data: Mapping[str, Any], where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(names)}")
+    values = dict(data)
+    for f in dataclasses.fields(cls):
+        if f.name in values and isinstance(values[f.name], list) and f.name in ("scale", "ratio_range"):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+def run_from_dict(data: Mapping[str, Any], where: str = "run config") -> RunConfig:
+    data = dict(data)
+    if "data" in data:
+        data["data"] = _build(DataConfig, data["data"], f"{where}: data")
+    if "train" in data:
+        data["train"] = _build(TrainConfig, data["train"], f"{where}: train")
+    run = _build(RunConfig, data, where)
+    run.model_config()  # validate early
+    return run
+
+
+def set_path(data: dict, dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dicts (for ``--set`` overrides)."""
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {dotted}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def load_run(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML/JSON run file and apply ``key.path=value`` overrides (values parsed as YAML)."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"run config not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"cannot parse run config {path}: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"run config {path} must hold a mapping")
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        set_path(data, key.strip(), yaml.safe_load(raw))
+    return run_from_dict(data, where=str(path or "run config"))
+
+
+# ----------------------------------------------------------------------------------------------- building
+def build_run_model(run: RunConfig):
+    from .factory import build_model
+
+    return build_model(run.model_config(), weights=run.weights, random_init=run.random_init,
+                       text_embeddings=run.text_embeddings)
+
+
+def build_run_dataset(run: RunConfig, which: str):
+    """The training (``which="train"``, with augmentation) or evaluation dataset of a run."""
+    from .data import datasets, transforms
+
+    d = run.data
+    if d.root is None and d.dataset in datasets.DATASET_NAMES:
+        raise ValueError(f"data.root is not set: where is the {d.dataset} dataset? (e.g. --set data.root=/data/VOCdevkit)")
+    norm = run.model_config().normalization
+    if which == "train":
+        tf = transforms.train_transforms(crop_size=d.crop_size, scale=d.scale, ratio_range=d.ratio_range,
+                                         cat_max_ratio=d.cat_max_ratio, normalization=norm)
+        split = d.train_split
+    else:
+        tf = transforms.test_transforms(short_side=d.test_short_side, normalization=norm)
+        split = d.eval_split
+    return datasets.build_dataset(d.dataset, d.root, split, transforms=tf, **dict(d.options))
+
+
+def train_run(run: RunConfig, resume: bool = False, evaluate_after: bool = False) -> dict:
+    from .results import environment
+    from .train import fit
+
+    out = Path(run.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", run.to_dict())
+    dataset = build_run_dataset(run, "train")  # fail fast on data problems, before building the model
+    model = build_run_model(run)
+    record = {"run": run.name, "config": run.to_dict(), "environment": environment()}
+    summary = fit(model, dataset, run.train, out, resume=resume, record=record)
+    result = {"train": summary}
+    if evaluate_after:
+        result["evaluation"] = evaluate_run(run, checkpoint=out / "checkpoints", model=model)
+    return result
+
+
+def evaluate_run(run: RunConfig, checkpoint: str | Path | None = None, model=None, official: str | None = None,
+                 result_path: str | Path | None = None, progress: bool = True) -> dict:
+    """Evaluate a run's model (its latest checkpoint, a given checkpoint, or an official .pth) and write JSON."""
+    from .checkpoint import latest_checkpoint, load_weights
+    from .evaluate import evaluate
+    from .results import environment
+
+    cfg = run.model_config()
+    dataset = build_run_dataset(run, "eval")
+    if official is not None:
+        from .official import load_official_checkpoint
+
+        model = load_official_checkpoint(official, dataset=cfg.name, text_embeddings=run.text_embeddings,
+                                         setting=cfg.setting)
+        source = str(official)
+    else:
+        ckpt = Path(checkpoint) if checkpoint is not None else Path(run.output_dir)
+        if not (ckpt / "state.json").is_file() and not ckpt.is_file():
+            root = ckpt.parent if ckpt.name == "checkpoints" else ckpt
+            found = latest_checkpoint(root)
+            if found is None:
+                raise FileNotFoundError(f"no checkpoint in {root / 'checkpoints'}")
+            ckpt = found
+        if model is None:
+            model = build_run_model(run)
+        load_weights(model, ckpt)
+        source = str(ckpt)
+    metrics = evaluate(model, dataset, progress=progress, limit=run.eval_limit)
+    per_class = metrics.pop("per_class", None)
+    result = {
+        "run": run.name,
+        "checkpoint": source,
+        "config": run.to_dict(),
+        "seed": run.train.seed,
+        "metrics": {k: v for k, v in metrics.items() if k not in ("images", "seconds", "seconds_per_image", "confmat")},
+        "per_class": per_class,
+        "confmat": metrics.get("confmat"),
+        "timings": {k: metrics[k] for k in ("images", "seconds", "seconds_per_image") if k in metrics},
+        "environment": environment(),
+    }
+    path = Path(result_path) if result_path else Path(run.output_dir) / "result.json"
+    write_json_atomic(path, result)
+    return result
+
