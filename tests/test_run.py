@@ -120,7 +120,8 @@ def test_resume_through_the_cli(run_file, tmp_path):
     (["train", "--set", "data.root=/nope", "--set", "random_init=true"], "/nope"),
     (["evaluate", "--set", "random_init=true"], "data.root is not set"),
 ])
-def test_cli_errors_are_one_line(args, message, capsys):
+def test_cli_errors_are_one_line(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default output_dir is relative
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1

@@ -154,11 +154,11 @@ def train_run(run: RunConfig, resume: bool = False, evaluate_after: bool = False
     from .results import environment
     from .train import fit
 
+    dataset = build_run_dataset(run, "train")  # fail fast on data problems, before building the model
+    model = build_run_model(run)
     out = Path(run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", run.to_dict())
-    dataset = build_run_dataset(run, "train")  # fail fast on data problems, before building the model
-    model = build_run_model(run)
     record = {"run": run.name, "config": run.to_dict(), "environment": environment()}
     summary = fit(model, dataset, run.train, out, resume=resume, record=record)
     result = {"train": summary}
