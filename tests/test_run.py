@@ -132,3 +132,41 @@ def test_evaluate_without_checkpoint(run_file, tmp_path, capsys):
     assert main(["evaluate", "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"zegclip evaluate: error: no checkpoint in {tmp_path / 'run' / 'checkpoints'}"
+
+
+def test_packaged_recipes_resolve():
+    from zegclip.run import available_recipes
+
+    names = available_recipes()
+    assert {"voc-inductive", "voc-st", "voc-fully", "coco-inductive", "coco-st", "coco-fully", "context-inductive",
+            "coco-to-voc", "coco-to-context"} <= set(names)
+    for name in names:
+        run = load_run(name)
+        assert run.name == name and run.train.batch_size == 16
+    st = load_run("voc-st")
+    assert st.model_config().setting == "transductive" and st.train.self_training == "dagger"
+    assert st.train.iters == 10000 and st.train.init_from.endswith("iter_0010000")
+    coco = load_run("coco-inductive")
+    assert coco.model_config().encoder.num_prompts == 100 and coco.train.iters == 80000
+    cross = load_run("coco-to-voc")
+    assert cross.model_config().encoder.num_prompts == 100 and cross.model_config().split == "voc"
+    overridden = load_run("voc-inductive", ["train.iters=100", "data.root=/data/VOCdevkit"])
+    assert overridden.train.iters == 100 and overridden.data.root == "/data/VOCdevkit"
+
+
+def test_two_process_ddp_training_with_torchrun(run_file, tmp_path):
+    """The multi-GPU path (torchrun + DDP) on two CPU processes with the gloo backend."""
+    import os
+    import subprocess
+    import sys
+
+    path, _ = run_file
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "zegclip", "train", "--config", str(path), "--set", f"output_dir={out}", "--set", "train.iters=2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "train_summary.json").read_text())["summary"]
+    assert summary["world_size"] == 2 and summary["micro_batch"] == 1
+    assert (out / "checkpoints" / "iter_0000002" / "model.safetensors").is_file()

@@ -103,13 +103,24 @@ def set_path(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def available_recipes() -> list[str]:
+    """Names of the packaged run files (the paper's official configurations)."""
+    import importlib.resources
+
+    return sorted(p.name[:-5] for p in importlib.resources.files("zegclip.recipes").iterdir() if p.name.endswith(".yaml"))
+
+
 def load_run(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML/JSON run file and apply ``key.path=value`` overrides (values parsed as YAML)."""
+    """Read a YAML/JSON run file (or a packaged recipe by name) and apply ``key.path=value`` overrides."""
     data: dict = {}
     if path is not None:
         path = Path(path)
+        if not path.is_file() and str(path) in available_recipes():
+            import importlib.resources
+
+            path = Path(str(importlib.resources.files("zegclip.recipes") / f"{path}.yaml"))
         if not path.is_file():
-            raise FileNotFoundError(f"run config not found: {path}")
+            raise FileNotFoundError(f"run config not found: {path} (packaged recipes: {', '.join(available_recipes())})")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
