@@ -170,3 +170,18 @@ def test_two_process_ddp_training_with_torchrun(run_file, tmp_path):
     summary = json.loads((out / "train_summary.json").read_text())["summary"]
     assert summary["world_size"] == 2 and summary["micro_batch"] == 1
     assert (out / "checkpoints" / "iter_0000002" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("sets", [
+    ["model.setting=fully"],
+    ["model.setting=transductive", "train.self_training=dagger"],
+    ["model.setting=transductive", "train.self_training=all"],
+])
+def test_every_setting_trains_through_the_cli(run_file, tmp_path, sets):
+    path, _ = run_file
+    args = ["train", "--config", str(path), "--set", "train.iters=2", "--set", f"output_dir={tmp_path / 'x'}"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    log = [json.loads(x) for x in (tmp_path / "x" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["iter"] == 2 and math.isfinite(log[-1]["loss"])

@@ -208,3 +208,22 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
         assert torch.equal(a[key], b[key]), key
     summary = json.loads((killed / "train_summary.json").read_text())["summary"]
     assert summary["resumed_from"] in (4, 6)
+
+
+def test_all_variant_never_pseudo_labels_padding(tmp_path):
+    from zegclip.data.transforms import train_transforms
+    from zegclip.selftrain import PAD_INDEX
+    from torchvision import tv_tensors
+
+    tf = train_transforms(crop_size=64, scale=(64, 32), ratio_range=(1.0, 1.0), photometric=False, flip_prob=0.0,
+                          label_pad_value=PAD_INDEX)
+    image = tv_tensors.Image(torch.zeros(3, 32, 48, dtype=torch.uint8))
+    mask = tv_tensors.Mask(torch.full((32, 48), 255, dtype=torch.long))
+    mask[:, :10] = 16  # unseen (sheep)
+    _, label = tf(image, mask)
+    assert label.shape == (64, 64)
+    assert (label[32:] == PAD_INDEX).all() and (label[:, 48:] == PAD_INDEX).all()
+    logits = torch.zeros(1, 20, 64, 64)
+    logits[:, 18] = 1.0
+    target = pseudo_labels(label[None], logits, [15, 16, 17, 18, 19], "all", pad_index=PAD_INDEX)
+    assert (target[0, 32:] == 255).all() and (target[0, :32, :10] == 18).all() and (target[0, :32, 10:48] == 18).all()

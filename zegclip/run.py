@@ -152,8 +152,11 @@ def build_run_dataset(run: RunConfig, which: str):
         raise ValueError(f"data.root is not set: where is the {d.dataset} dataset? (e.g. --set data.root=/data/VOCdevkit)")
     norm = run.model_config().normalization
     if which == "train":
+        from .selftrain import PAD_INDEX
+
+        pad = PAD_INDEX if run.train.self_training == "all" else None  # padding must not be pseudo-labelled
         tf = transforms.train_transforms(crop_size=d.crop_size, scale=d.scale, ratio_range=d.ratio_range,
-                                         cat_max_ratio=d.cat_max_ratio, normalization=norm)
+                                         cat_max_ratio=d.cat_max_ratio, normalization=norm, label_pad_value=pad)
         split = d.train_split
     else:
         tf = transforms.test_transforms(short_side=d.test_short_side, normalization=norm)

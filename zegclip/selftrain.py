@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 ST_VARIANTS = ("dagger", "all")
+PAD_INDEX = 254  # label of image padding in the training crops of the "all" variant (ignore everywhere else)
 
 
 def label_table(num_classes: int, keep: Sequence[int], ignore_index: int = 255, compress: bool = True) -> torch.Tensor:

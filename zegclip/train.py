@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint, write_json_atomic
 from .losses import build_loss
 from .schedule import ScheduleConfig, build_scheduler
-from .selftrain import ST_VARIANTS, inductive_labels, pseudo_labels
+from .selftrain import PAD_INDEX, ST_VARIANTS, inductive_labels, pseudo_labels
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,8 @@ class Labeler:
         if self.setting == "inductive":
             return inductive_labels(labels, self.seen, self.num_classes, self.ignore)
         if self.setting == "transductive":
-            return pseudo_labels(labels, logits, self.unseen, self.variant, self.ignore)
+            pad = PAD_INDEX if self.variant == "all" else None
+            return pseudo_labels(labels, logits, self.unseen, self.variant, self.ignore, pad_index=pad)
         return labels
 
 

@@ -360,11 +360,13 @@ def train_transforms(
     *,
     flip_prob: float = 0.5,
     photometric: bool = True,
+    label_pad_value: int | None = None,
 ) -> v2.Compose:
     """The official training pipeline (reference §8.3) as a ``v2.Compose`` over ``(image, mask)``.
 
     Returns ``(image float32 (3, crop, crop), label int64 (crop, crop))``: normalised image padded with 0,
-    label padded with ``ignore_index``. ``photometric=False`` drops the colour distortion (for tests/debugging).
+    label padded with ``ignore_index`` (or ``label_pad_value``, which lets self-training on all unlabelled pixels
+    tell padding from ignore). ``photometric=False`` drops the colour distortion (for tests/debugging).
     """
     mean, std = normalization_stats(normalization)
     steps: list[v2.Transform] = [
@@ -375,7 +377,7 @@ def train_transforms(
     if photometric:
         steps.append(PhotoMetricDistortion())
     steps += _finish(mean, std)
-    steps += [PadToSize(crop_size, fill=0.0, seg_fill=ignore_index), v2.ToPureTensor()]
+    steps += [PadToSize(crop_size, fill=0.0, seg_fill=ignore_index if label_pad_value is None else label_pad_value), v2.ToPureTensor()]
     return v2.Compose(steps)
 
 
