@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_DATA
+
 from zegclip.data import ClassSplit, available_splits, load_class_split
 
-EMBEDDING_DIR = Path("/work/shared/data/clip-text-embeddings")
+EMBEDDING_DIR = SHARED_DATA / "clip-text-embeddings"
 
 COCO_UNSEEN_IDS = [19, 23, 28, 29, 36, 51, 76, 88, 94, 112, 133, 136, 137, 157, 160]
 COCO_UNSEEN_NAMES = (
@@ -24,7 +26,7 @@ CONTEXT60_UNSEEN_IDS = [1, 7, 8, 15, 20, 25, 32, 34, 49, 55]
 
 
 def test_available_splits():
-    assert available_splits() == ["coco", "context59", "context60", "voc"]
+    assert available_splits() == ["coco", "context59", "context60", "mini-coco", "mini-voc", "voc"]
 
 
 @pytest.mark.parametrize(

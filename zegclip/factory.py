@@ -51,6 +51,10 @@ def build_model(
     cfg = get_config(preset, **overrides)
     if random_init and weights is not None:
         raise ValueError("give either weights or random_init=True, not both")
+    if weights is None and not random_init and cfg.clip.model == "mini-clip":
+        from .mini.miniclip import ensure_mini_clip  # the mini world's CLIP: cached, pretrained on first use
+
+        weights = ensure_mini_clip()[0]
     weights_path = None if random_init else resolve_weights_path(weights)
     if class_names is not None:
         names = list(class_names)

@@ -41,6 +41,7 @@ class DataConfig:
     ratio_range: tuple[float, float] = (0.5, 2.0)
     cat_max_ratio: float = 0.75
     test_short_side: int = 512
+    photometric: bool = True  # mmseg PhotoMetricDistortion (off in the mini world, where colour is the class)
     options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of the dataset builder
 
 
@@ -156,7 +157,8 @@ def build_run_dataset(run: RunConfig, which: str):
 
         pad = PAD_INDEX if run.train.self_training == "all" else None  # padding must not be pseudo-labelled
         tf = transforms.train_transforms(crop_size=d.crop_size, scale=d.scale, ratio_range=d.ratio_range,
-                                         cat_max_ratio=d.cat_max_ratio, normalization=norm, label_pad_value=pad)
+                                         cat_max_ratio=d.cat_max_ratio, normalization=norm, label_pad_value=pad,
+                                         photometric=d.photometric)
         split = d.train_split
     else:
         tf = transforms.test_transforms(short_side=d.test_short_side, normalization=norm)

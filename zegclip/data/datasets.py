@@ -46,6 +46,7 @@ __all__ = [
     "build_dataset",
     "check_dataset",
     "DATASET_NAMES",
+    "MINI_DATASET_NAMES",
     "voc_palette",
     "voc_color_to_index",
     "read_image",
@@ -56,6 +57,7 @@ __all__ = [
 PathLike = str | os.PathLike
 Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[Any, Any]]
 DATASET_NAMES = ("voc", "coco", "context59", "context60", "folder")
+MINI_DATASET_NAMES = ("mini-voc", "mini-coco", "mini-voc-b")  # generated scenes (zegclip.mini.world); no root
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -536,7 +538,9 @@ def build_dataset(
     transforms: Transforms | None = None,
     **kwargs: Any,
 ) -> SegmentationDataset:
-    """One entry point: ``name`` in ``voc``, ``coco``, ``context59``, ``context60``, ``folder``.
+    """One entry point: ``name`` in ``voc``, ``coco``, ``context59``, ``context60``, ``folder``, or a generated mini
+    world ``mini-voc``, ``mini-coco``, ``mini-voc-b`` (:class:`zegclip.mini.world.MiniSegmentation`; ``root`` is
+    ignored, options ``size`` and ``seed``).
 
     ``folder`` reads ``root/images[/<split>]``, ``root/masks[/<split>]`` (the split sub-folders are used when they
     exist), ``root/classes.txt`` and, when present, ``root/split.json``. Extra keyword arguments go to the builder
@@ -549,6 +553,10 @@ def build_dataset(
         return coco_stuff(root, split, transforms=transforms, **kwargs)
     if key in ("context59", "context60"):
         return context(root, split, classes=int(key[-2:]), transforms=transforms, **kwargs)
+    if key in MINI_DATASET_NAMES:  # generated on the fly; root is ignored, options: size, seed
+        from ..mini.world import MiniSegmentation
+
+        return MiniSegmentation(key, split, transforms=transforms, **kwargs)
     if key == "folder":
         root = Path(root)
         if not root.exists():
@@ -561,7 +569,7 @@ def build_dataset(
         if "split_file" not in kwargs and (root / "split.json").is_file():
             kwargs["split_file"] = root / "split.json"
         return folder(images, masks, kwargs.pop("class_names_file", root / "classes.txt"), transforms=transforms, **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES + MINI_DATASET_NAMES)}")
 
 
 # ============================================================================ checking

@@ -1,0 +1,1 @@
+"""The mini world: procedural scenes and a small CLIP pretrained on them."""

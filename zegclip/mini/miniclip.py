@@ -1,0 +1,220 @@
+"""mini-CLIP: a small CLIP (same open_clip classes as ViT-B/16, real CLIP tokenizer) pretrained on the mini world.
+
+The pretraining mirrors what real CLIP had: image-caption pairs that mention **every** class, seen and unseen,
+at image level only (never a mask). Images come from both rendering styles and both class sets of the mini
+world (a mini-voc class is also a mini-coco class), so the unseen classes of every split are known to CLIP as
+words and as image content, exactly as "sheep" is known to real CLIP.
+
+The weights are cached as safetensors under ``$ZEGCLIP_CACHE/mini-clip/<key>.safetensors`` (default
+``~/.cache/zegclip``), keyed by the pretraining config and the generator version, in OpenAI/open_clip key layout
+(``visual.*`` + text keys), so :func:`zegclip.build_model` loads them like any CLIP checkpoint. A content hash is
+stored with them; a corrupt or tampered file is detected, reported and rebuilt — never silently used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..clip import ClipSpec, build_towers, tokenizer_for
+from ..config import MINI_CLIP_CONFIG
+from ..text import cache_dir, save_tensor_atomic
+from .world import GENERATOR_VERSION, caption, get_world, render_scene, render_single
+
+CLIP_MEAN = (122.770938, 116.7460125, 104.09373615)  # CLIP's own statistics, as the real CLIP was trained
+CLIP_STD = (68.5005327, 66.6321579, 70.32316305)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    steps: int = 900
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: int = 60
+    pool: int = 24000  # pre-rendered images (half multi-object scenes, half single objects)
+    worlds: tuple[str, ...] = ("mini-coco", "mini-voc-b")  # every class, both rendering styles
+    seed: int = 0
+    eval_images: int = 400  # held-out single-object images per world for the zero-shot accuracy
+
+    def key(self) -> str:
+        blob = json.dumps([dataclasses.asdict(self), MINI_CLIP_CONFIG, GENERATOR_VERSION], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def mini_clip_spec(image_size: int = 64) -> ClipSpec:
+    return ClipSpec(model="mini-clip", config=MINI_CLIP_CONFIG, image_size=image_size, quick_gelu=True)
+
+
+def mini_clip_path(cfg: PretrainConfig = PretrainConfig()) -> Path:
+    return cache_dir() / "mini-clip" / f"{cfg.key()}.safetensors"
+
+
+def _normalise(images_uint8: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (images_uint8.float() - mean) / std
+
+
+def render_pool(cfg: PretrainConfig, progress: bool = True) -> tuple[torch.Tensor, list[list[int]], list[str]]:
+    """(N, 3, 64, 64) uint8 images, the classes present in each, and the world each came from."""
+    from tqdm.auto import tqdm
+
+    images, present, worlds = [], [], []
+    names = [w for w in cfg.worlds]
+    for i in tqdm(range(cfg.pool), desc="mini-CLIP data", unit="img", disable=not progress):
+        world = get_world(names[i % len(names)])
+        if i % 2:
+            img, _, cls = render_single(world, cfg.seed + 1, i)
+            ids = [cls]
+        else:
+            img, _, ids = render_scene(world, cfg.seed + 1, i)
+        images.append(torch.from_numpy(img).permute(2, 0, 1))
+        present.append(list(ids))
+        worlds.append(world.name)
+    return torch.stack(images), present, worlds
+
+
+@torch.no_grad()
+def zero_shot_accuracy(visual: nn.Module, text: nn.Module, world_name: str = "mini-voc", n: int = 400,
+                       seed: int = 12345, template: str = "a photo of a {}") -> dict:
+    """Image-level zero-shot top-1 accuracy on held-out single-object images of the world's thing classes."""
+    world = get_world(world_name)
+    things = list(world.things)
+    names = [world.classes[i] for i in things]
+    tokens = tokenizer_for(text)([template.format(n_) for n_ in names])
+    visual.eval()
+    text.eval()
+    t = F.normalize(text(tokens), dim=-1)
+    correct = {c: [0, 0] for c in things}
+    for start in range(0, n, 100):
+        batch = [render_single(world, seed, i, things[i % len(things)]) for i in range(start, min(n, start + 100))]
+        imgs = _normalise(torch.stack([torch.from_numpy(b[0]).permute(2, 0, 1) for b in batch]))
+        pred = (F.normalize(visual(imgs), dim=-1) @ t.T).argmax(-1)
+        for (_, _, cls), p in zip(batch, pred.tolist()):
+            correct[cls][0] += int(things[p] == cls)
+            correct[cls][1] += 1
+    split = world.split
+
+    def acc(ids):
+        hit = sum(correct[c][0] for c in ids if c in correct)
+        tot = sum(correct[c][1] for c in ids if c in correct)
+        return 100.0 * hit / max(tot, 1)
+
+    return {"world": world_name, "images": n, "all": acc(things),
+            "seen": acc([c for c in things if c in split.seen]), "unseen": acc([c for c in things if c in split.unseen]),
+            "per_class": {world.classes[c]: 100.0 * v[0] / max(v[1], 1) for c, v in correct.items()}}
+
+
+def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> tuple[nn.Module, nn.Module, dict]:
+    """Contrastive pretraining of the mini-CLIP; returns (visual, text, record with timings and accuracies)."""
+    from open_clip.loss import ClipLoss
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    visual, text = build_towers(mini_clip_spec(), seed=cfg.seed)
+    tokenizer = tokenizer_for(text)
+    pool, present, worlds = render_pool(cfg, progress)
+    t_data = time.perf_counter() - t0
+    logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    params = [p for m in (visual, text) for p in m.parameters()] + [logit_scale]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup)
+                                              * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    loss_fn = ClipLoss()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    visual.train()
+    text.train()
+    losses = []
+    bar = tqdm(range(cfg.steps), desc="mini-CLIP pretraining", unit="step", disable=not progress)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        for step in bar:
+            idx = torch.randint(0, len(pool), (cfg.batch_size,), generator=gen)
+            imgs = pool[idx]
+            flip = torch.rand(cfg.batch_size, generator=gen) < 0.5
+            imgs = torch.where(flip.view(-1, 1, 1, 1), imgs.flip(-1), imgs)
+            caps = [caption(get_world(worlds[i]), present[i], rng) for i in idx.tolist()]
+            img_f = F.normalize(visual(_normalise(imgs)), dim=-1)
+            txt_f = F.normalize(text(tokenizer(caps)), dim=-1)
+            loss = loss_fn(img_f, txt_f, logit_scale.exp().clamp(max=100))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    seconds = time.perf_counter() - t0
+    record = {
+        "config": dataclasses.asdict(cfg),
+        "generator_version": GENERATOR_VERSION,
+        "seconds_total": round(seconds, 1),
+        "seconds_data": round(t_data, 1),
+        "final_loss": float(np.mean(losses[-50:])),
+        "torch_threads": torch.get_num_threads(),
+        "zero_shot": {w: zero_shot_accuracy(visual, text, w, n=cfg.eval_images) for w in ("mini-voc", "mini-coco")},
+    }
+    record = json.loads(json.dumps(record))  # plain JSON types, as it will be read back from the cache
+    return visual.eval(), text.eval(), record
+
+
+def _state(visual: nn.Module, text: nn.Module) -> dict[str, torch.Tensor]:
+    state = {f"visual.{k}": v for k, v in visual.state_dict().items()}
+    state.update(text.state_dict())
+    return {k: v.detach().contiguous() for k, v in state.items()}
+
+
+def _digest(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_cached(cfg: PretrainConfig = PretrainConfig()) -> tuple[Path, dict] | None:
+    """(path, record) of a valid cached mini-CLIP, or None. A corrupt file is reported and removed."""
+    from safetensors import safe_open
+
+    path = mini_clip_path(cfg)
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("digest") != _digest(state) or meta.get("key") != cfg.key():
+            raise ValueError("content hash does not match")
+        return path, json.loads(meta["record"])
+    except Exception as exc:  # noqa: BLE001 - any failure means the cache cannot be trusted
+        warnings.warn(f"mini-CLIP cache {path} is corrupt ({type(exc).__name__}: {exc}); rebuilding it")
+        path.unlink(missing_ok=True)
+        return None
+
+
+def ensure_mini_clip(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> tuple[Path, dict]:
+    """The cached mini-CLIP weights file and its record; pretrains (with a progress bar) when absent."""
+    cached = load_cached(cfg)
+    if cached is not None:
+        return cached
+    visual, text, record = pretrain(cfg, progress)
+    state = _state(visual, text)
+    path = mini_clip_path(cfg)
+    save_tensor_atomic(path, state, {"digest": _digest(state), "key": cfg.key(), "record": json.dumps(record)})
+    return path, record
+

@@ -1,0 +1,717 @@
+"""The mini world: procedurally generated scenes with exact per-pixel masks (no files, deterministic).
+
+Object ("thing") classes are named ``"<colour> <shape>"`` (e.g. ``"red circle"``), "stuff" classes
+``"<tint> <texture>"`` (e.g. ``"dark dots"``). A class split is *compositional* when every attribute of an unseen
+class (its colour and shape, or its tint and texture) also occurs in some seen class -- the analogue of real CLIP
+having seen "sheep" images and words even though the segmentation training set never labels sheep.
+
+Scenes (:func:`render_scene`) are small RGB images (64 px by default): a neutral-grey textured background whose
+pixels are unlabelled (255, like VOC's ignored background), optional stuff regions (worlds whose split has stuff
+classes, e.g. ``mini-coco``) and 1-4 objects with light shading and brightness noise, drawn in order, so later
+objects occlude earlier ones. Every shape is rasterised as a boolean mask first and then painted through that mask,
+so the label is exactly the set of pixels drawn for each region. Everything is a function of
+``(world.name, seed, index)``.
+
+Two rendering styles exist: ``"a"`` (smooth grey backgrounds, no outlines, objects 14-34 px at 64 px) and ``"b"``
+(checkerboard backgrounds, thick dark outlines, objects 12-28 px) -- the second is the "other dataset" of the
+cross-dataset experiment (paper Table 7).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+
+from ..data.classes import ClassSplit, load_class_split
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "COLOURS",
+    "SHAPES",
+    "TINTS",
+    "TEXTURES",
+    "STYLES",
+    "WORLD_NAMES",
+    "World",
+    "get_world",
+    "check_compositional",
+    "parse_class_name",
+    "render_scene",
+    "render_single",
+    "caption",
+    "colourise_label",
+    "MiniSegmentation",
+]
+
+GENERATOR_VERSION = 1
+
+#: Object colours (RGB base values; each object jitters them by up to +-12 per channel).
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (230, 210, 40),
+    "purple": (150, 60, 190),
+    "orange": (240, 140, 30),
+}
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "star", "ring")
+#: Stuff tints: (ground grey, pattern grey). Achromatic, so a stuff region never looks like an object colour.
+TINTS: dict[str, tuple[int, int]] = {"light": (205, 165), "dark": (60, 105)}
+TEXTURES: tuple[str, ...] = ("stripes", "dots", "waves")
+STYLES: tuple[str, ...] = ("a", "b")
+
+COLOUR_JITTER = 12  # max per-channel deviation of an object's colour from its base colour
+_SHADE_MAX = 0.10  # max relative brightness change of the linear shading across an object (radius units)
+_NOISE_MAX = 0.05  # max relative per-pixel brightness noise on objects (clipped Gaussian)
+_OUTLINE_GAIN = 0.45  # style b: outline pixels are the object colour times this factor (same hue, darker)
+
+
+@dataclass(frozen=True)
+class _StyleParams:
+    sizes: tuple[float, float]  # object size (px at 64 px) in scenes
+    single_sizes: tuple[float, float]  # object size in render_single
+    outline: int  # outline width (px at 64 px); 0 = none
+    background: str  # "smooth" | "checker"
+
+
+_STYLES: dict[str, _StyleParams] = {
+    "a": _StyleParams(sizes=(14.0, 34.0), single_sizes=(24.0, 44.0), outline=0, background="smooth"),
+    "b": _StyleParams(sizes=(12.0, 28.0), single_sizes=(20.0, 40.0), outline=2, background="checker"),
+}
+
+
+# ============================================================================ class names and splits
+def parse_class_name(name: str) -> tuple[str, str, str]:
+    """``(kind, first, second)`` of a mini-world class name: ``("thing", colour, shape)`` or
+    ``("stuff", tint, texture)``. ValueError for a name outside the mini-world vocabulary."""
+    parts = name.split() if isinstance(name, str) else []
+    if len(parts) == 2:
+        a, b = parts
+        if a in COLOURS and b in SHAPES:
+            return "thing", a, b
+        if a in TINTS and b in TEXTURES:
+            return "stuff", a, b
+    raise ValueError(
+        f"{name!r} is not a mini-world class name; expected '<colour> <shape>' (colours {list(COLOURS)}, shapes "
+        f"{list(SHAPES)}) or '<tint> <texture>' (tints {list(TINTS)}, textures {list(TEXTURES)})"
+    )
+
+
+_ATTRIBUTE_KINDS = {"thing": ("colour", "shape"), "stuff": ("tint", "texture")}
+
+
+def check_compositional(split: ClassSplit | Mapping[str, Any] | Any) -> None:
+    """Raise ValueError unless ``split`` is a valid mini-world split in which every attribute of every unseen
+    class (colour/shape for things, tint/texture for stuff) also occurs in at least one seen class.
+
+    ``split`` is a :class:`ClassSplit`, a mapping with ``classes``/``seen``/``unseen`` (the JSON schema) or any
+    object with those attributes. An empty class list or an empty seen set is rejected too.
+    """
+    if isinstance(split, Mapping):
+        name, classes, seen, unseen = (split.get("name", "<split>"), split.get("classes") or (),
+                                       split.get("seen") or (), split.get("unseen") or ())
+    else:
+        name = getattr(split, "name", "<split>")
+        classes, seen, unseen = (getattr(split, k, None) or () for k in ("classes", "seen", "unseen"))
+    classes, seen, unseen = list(classes), list(seen), list(unseen)
+    if not classes:
+        raise ValueError(f"split {name!r} is empty: it has no classes")
+    if not seen:
+        raise ValueError(f"split {name!r} is empty: it has no seen classes (every unseen attribute must be seen)")
+    for i in seen + unseen:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(classes):
+            raise ValueError(f"split {name!r}: class id {i!r} is out of range [0, {len(classes)})")
+    parsed = []
+    for c in classes:
+        try:
+            parsed.append(parse_class_name(c))
+        except ValueError as e:
+            raise ValueError(f"split {name!r}: {e}") from None
+    seen_attrs: set[tuple[str, int, str]] = set()  # (kind, position, value)
+    for i in seen:
+        kind, a, b = parsed[i]
+        seen_attrs.update({(kind, 0, a), (kind, 1, b)})
+    for i in unseen:
+        kind, a, b = parsed[i]
+        for pos, value in ((0, a), (1, b)):
+            if (kind, pos, value) not in seen_attrs:
+                attr = _ATTRIBUTE_KINDS[kind][pos]
+                raise ValueError(
+                    f"split {name!r} is impossible: unseen class {classes[i]!r} has {attr} {value!r}, which no seen "
+                    f"{kind} class has (every attribute of an unseen class must occur in a seen class)"
+                )
+
+
+# ============================================================================ worlds
+@dataclass(frozen=True)
+class World:
+    """A mini world: its class split and how its scenes are rendered.
+
+    ``style`` is ``"a"`` (default) or ``"b"`` (another rendering style for cross-dataset tests); objects per scene
+    are drawn uniformly from ``[min_objects, max_objects]``.
+    """
+
+    name: str
+    split: ClassSplit
+    style: str = "a"
+    image_size: int = 64
+    min_objects: int = 1
+    max_objects: int = 4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.split, ClassSplit):
+            raise TypeError(f"world {self.name!r}: split must be a ClassSplit, got {type(self.split).__name__}")
+        if self.style not in _STYLES:
+            raise ValueError(f"world {self.name!r}: style must be one of {list(STYLES)}, got {self.style!r}")
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 32:
+            raise ValueError(f"world {self.name!r}: image_size must be an integer >= 32, got {self.image_size!r}")
+        if not (isinstance(self.min_objects, int) and isinstance(self.max_objects, int)
+                and 1 <= self.min_objects <= self.max_objects <= 16):
+            raise ValueError(f"world {self.name!r}: need 1 <= min_objects <= max_objects <= 16, "
+                             f"got {self.min_objects!r}, {self.max_objects!r}")
+        check_compositional(self.split)
+        if not 0 <= self.split.ignore_index <= 255:
+            raise ValueError(f"world {self.name!r}: ignore index {self.split.ignore_index} does not fit a uint8 label")
+        if len(self.split.classes) > 255:
+            raise ValueError(f"world {self.name!r}: at most 255 classes fit a uint8 label")
+        if not self.things:
+            raise ValueError(f"world {self.name!r}: the split has no object (colour-shape) classes")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.split.classes
+
+    @property
+    def num_classes(self) -> int:
+        return self.split.num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.split.ignore_index
+
+    @property
+    def things(self) -> tuple[int, ...]:
+        """Ids of the object (colour-shape) classes."""
+        return _parsed(self.split.classes)[1]
+
+    @property
+    def stuff(self) -> tuple[int, ...]:
+        """Ids of the stuff (tint-texture) classes."""
+        return _parsed(self.split.classes)[2]
+
+    def kind(self, class_id: int) -> str:
+        """``"thing"`` or ``"stuff"``."""
+        return _parsed(self.split.classes)[0][self._check_id(class_id)][0]
+
+    def attributes(self, class_id: int) -> tuple[str, str]:
+        """``(colour, shape)`` of a thing class, ``(tint, texture)`` of a stuff class."""
+        _, a, b = _parsed(self.split.classes)[0][self._check_id(class_id)]
+        return a, b
+
+    def _check_id(self, class_id: int) -> int:
+        if (isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer))
+                or not 0 <= class_id < self.num_classes):
+            raise ValueError(f"world {self.name!r}: class id {class_id!r} is out of range [0, {self.num_classes})")
+        return int(class_id)
+
+
+@lru_cache(maxsize=64)
+def _parsed(classes: tuple[str, ...]) -> tuple[tuple[tuple[str, str, str], ...], tuple[int, ...], tuple[int, ...]]:
+    parsed = tuple(parse_class_name(c) for c in classes)
+    things = tuple(i for i, p in enumerate(parsed) if p[0] == "thing")
+    stuff = tuple(i for i, p in enumerate(parsed) if p[0] == "stuff")
+    return parsed, things, stuff
+
+
+_WORLD_SPECS: dict[str, tuple[str, str]] = {
+    "mini-voc": ("mini-voc", "a"),
+    "mini-coco": ("mini-coco", "a"),
+    "mini-voc-b": ("mini-voc", "b"),
+}
+WORLD_NAMES: tuple[str, ...] = tuple(_WORLD_SPECS)
+
+
+def get_world(name: str | World) -> World:
+    """The packaged world ``name`` (``mini-voc``, ``mini-coco``, ``mini-voc-b``); a World passes through."""
+    if isinstance(name, World):
+        return name
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in _WORLD_SPECS:
+        raise ValueError(f"unknown mini world {name!r}; known: {', '.join(WORLD_NAMES)}")
+    return _packaged_world(key)
+
+
+@lru_cache(maxsize=None)
+def _packaged_world(key: str) -> World:
+    split_name, style = _WORLD_SPECS[key]
+    return World(name=key, split=load_class_split(split_name), style=style)
+
+
+# ============================================================================ rendering helpers
+@lru_cache(maxsize=8)
+def _grids(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (y, x) of a ``size`` x ``size`` image, float32."""
+    c = np.arange(size, dtype=np.float32) + 0.5
+    return np.ascontiguousarray(np.broadcast_to(c[:, None], (size, size))), np.ascontiguousarray(
+        np.broadcast_to(c[None, :], (size, size)))
+
+
+_NOISE_BANK = 512
+
+
+@lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    """A fixed bank of standard-normal noise (float32); images take random windows of it (fast, deterministic)."""
+    return np.random.default_rng(20240601).standard_normal((_NOISE_BANK, _NOISE_BANK), dtype=np.float32)
+
+
+def _noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    bank = _noise_bank()
+    oy = int(rng.integers(0, _NOISE_BANK - h + 1))
+    ox = int(rng.integers(0, _NOISE_BANK - w + 1))
+    return bank[oy:oy + h, ox:ox + w]
+
+
+@lru_cache(maxsize=8)
+def _upsampler(size: int, cells: int) -> np.ndarray:
+    """(size, cells) bilinear interpolation matrix (smooth low-frequency textures with two small matmuls)."""
+    pos = (np.arange(size, dtype=np.float64) + 0.5) / size * (cells - 1)
+    lo = np.clip(np.floor(pos).astype(int), 0, cells - 2)
+    frac = pos - lo
+    m = np.zeros((size, cells), dtype=np.float32)
+    m[np.arange(size), lo] = 1 - frac
+    m[np.arange(size), lo + 1] = frac
+    return m
+
+
+def _background(world: World, rng: np.random.Generator, params: _StyleParams) -> np.ndarray:
+    """A neutral-grey (achromatic) background, (S, S) float32; no stripes/dots/waves so it never mimics stuff."""
+    s = world.image_size
+    ys, xs = _grids(s)
+    level = rng.uniform(95.0, 160.0)
+    theta = rng.uniform(0.0, 2 * np.pi)
+    amp = rng.uniform(0.0, 35.0)
+    cells = rng.normal(0.0, 9.0, size=(5, 5)).astype(np.float32)
+    noise = _noise(rng, s, s)
+    up = _upsampler(s, 5)
+    g = (np.float32(level) + np.float32(amp / s) * ((xs - s / 2) * np.float32(np.cos(theta))
+                                                  + (ys - s / 2) * np.float32(np.sin(theta))))
+    g += up @ cells @ up.T
+    if params.background == "checker":
+        cell = rng.uniform(5.0, 10.0) * s / 64
+        contrast = rng.uniform(14.0, 24.0)
+        if rng.random() < 0.5:
+            u, v = xs, ys
+        else:
+            u, v = (xs + ys) * np.float32(0.7071), (xs - ys) * np.float32(0.7071)
+        ox, oy = rng.uniform(0.0, cell, size=2)
+        inv = np.float32(1.0 / cell)
+        parity = (np.floor((u + np.float32(ox)) * inv) + np.floor((v + np.float32(oy)) * inv)) % 2
+        g += np.float32(contrast) * (parity - np.float32(0.5))
+        g += np.float32(7.0) * noise
+    else:
+        g += np.float32(5.0) * noise
+    return g
+
+
+def _stuff_texture(texture: str, tint: str, rng: np.random.Generator, s: int) -> np.ndarray:
+    """The full-image pattern of a stuff class, (S, S) float32 greys."""
+    ys, xs = _grids(s)
+    ground, pattern = TINTS[tint]
+    scale = s / 64
+    theta = rng.uniform(0.0, np.pi)
+    c, sn = np.float32(np.cos(theta)), np.float32(np.sin(theta))
+    if texture == "stripes":
+        period = rng.uniform(5.0, 8.0) * scale
+        u = xs * c + ys * sn + np.float32(rng.uniform(0.0, period))
+        on = (u % np.float32(period)) < np.float32(period / 2)
+    elif texture == "waves":
+        period = rng.uniform(6.0, 9.0) * scale
+        wavelength = rng.uniform(12.0, 20.0) * scale
+        amp = rng.uniform(1.8, 3.0) * scale
+        u = xs * c + ys * sn
+        v = -xs * sn + ys * c
+        w = u + np.float32(amp) * np.sin(v * np.float32(2 * np.pi / wavelength)) + np.float32(rng.uniform(0.0, period))
+        on = (w % np.float32(period)) < np.float32(period * 0.45)
+    elif texture == "dots":
+        spacing = rng.uniform(5.5, 7.5) * scale
+        radius = np.float32(min(spacing * 0.32, rng.uniform(1.5, 2.1) * scale))
+        oy, ox = rng.uniform(0.0, spacing, size=2)
+        dy = (ys + np.float32(oy)) % np.float32(spacing) - np.float32(spacing / 2)
+        dx = (xs + np.float32(ox)) % np.float32(spacing) - np.float32(spacing / 2)
+        on = dy * dy + dx * dx <= radius * radius
+    else:  # pragma: no cover - names are validated by parse_class_name
+        raise ValueError(f"unknown texture {texture!r}")
+    base = np.float32(ground + rng.uniform(-8.0, 8.0))
+    return np.where(on, np.float32(pattern - ground), np.float32(0.0)) + base
+
+
+def _region(rng: np.random.Generator, s: int) -> np.ndarray:
+    """A large stuff region: a rectangle, a half-plane or a band; (S, S) bool."""
+    ys, xs = _grids(s)
+    kind = rng.integers(0, 3)
+    if kind == 0:  # rectangle
+        h, w = rng.uniform(0.35, 0.9, size=2) * s
+        y0, x0 = rng.uniform(-0.1 * s, s - 0.7 * np.array([h, w]))
+        return (ys >= y0) & (ys < y0 + h) & (xs >= x0) & (xs < x0 + w)
+    theta = rng.uniform(0.0, 2 * np.pi)
+    c, sn = np.float32(np.cos(theta)), np.float32(np.sin(theta))
+    cy, cx = rng.uniform(0.3, 0.7, size=2) * s
+    d = (xs - np.float32(cx)) * c + (ys - np.float32(cy)) * sn
+    if kind == 1:  # half-plane
+        return d > 0
+    half = np.float32(rng.uniform(0.12, 0.25) * s)  # band
+    return np.abs(d) < half
+
+
+def _shape_mask(shape: str, dy: np.ndarray, dx: np.ndarray, r: float) -> np.ndarray:
+    """Boolean mask of ``shape`` with "radius" ``r`` given pixel offsets from the centre."""
+    if shape == "circle":
+        return dx * dx + dy * dy <= r * r
+    if shape == "ring":
+        d2 = dx * dx + dy * dy
+        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
+    if shape == "square":
+        a = 0.8 * r
+        return (np.abs(dx) <= a) & (np.abs(dy) <= a)
+    if shape == "triangle":  # upright: apex at -r, base at +0.75 r with half-width 0.95 r
+        return (dy <= 0.75 * r) & (np.abs(dx) <= (dy + r) * (0.95 / 1.75))
+    if shape == "cross":  # a plus sign
+        a, w = 0.92 * r, 0.3 * r
+        adx, ady = np.abs(dx), np.abs(dy)
+        return ((adx <= w) & (ady <= a)) | ((ady <= w) & (adx <= a))
+    if shape == "star":  # five points, one pointing up; inner radius 0.45 r
+        rho = np.sqrt(dx * dx + dy * dy)
+        theta = np.arctan2(dx, -dy)
+        sector = np.float32(2 * np.pi / 5)
+        phi = np.abs((theta + sector / 2) % sector - sector / 2)
+        px, py = rho * np.cos(phi), rho * np.sin(phi)
+        ri = 0.45 * r
+        bx, by = ri * np.cos(np.pi / 5), ri * np.sin(np.pi / 5)
+        return (bx - r) * py - by * (px - r) >= 0
+    raise ValueError(f"unknown shape {shape!r}")  # pragma: no cover
+
+
+def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
+    out = mask.copy()
+    for _ in range(steps):
+        m = out
+        e = m.copy()
+        e[1:, :] &= m[:-1, :]
+        e[:-1, :] &= m[1:, :]
+        e[:, 1:] &= m[:, :-1]
+        e[:, :-1] &= m[:, 1:]
+        e[0, :] = e[-1, :] = False
+        e[:, 0] = e[:, -1] = False
+        out = e
+    return out
+
+
+def _paint_object(
+    world: World,
+    params: _StyleParams,
+    rng: np.random.Generator,
+    img: np.ndarray,
+    class_id: int,
+    cy: float,
+    cx: float,
+    r: float,
+    shading: bool,
+) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Paint one object into ``img`` (S, S, 3) float32; return its mask inside its box and the box."""
+    s = world.image_size
+    colour, shape = world.attributes(class_id)
+    # The same random draws happen with and without shading, so the layout never depends on the flag.
+    jitter = rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3)
+    shade_dir = rng.uniform(0.0, 2 * np.pi)
+    shade_amp = rng.uniform(0.3, 1.0) * _SHADE_MAX
+    y0, y1 = max(0, int(np.floor(cy - r)) - 1), min(s, int(np.ceil(cy + r)) + 2)
+    x0, x1 = max(0, int(np.floor(cx - r)) - 1), min(s, int(np.ceil(cx + r)) + 2)
+    ys, xs = _grids(s)
+    dy = ys[y0:y1, x0:x1] - np.float32(cy)
+    dx = xs[y0:y1, x0:x1] - np.float32(cx)
+    mask = _shape_mask(shape, dy, dx, np.float32(r))
+    noise = _noise(rng, y1 - y0, x1 - x0)
+    base = np.clip(np.asarray(COLOURS[colour], dtype=np.float32) + jitter.astype(np.float32), 0, 255)
+    if shading:
+        # Brightness-only variation (a common factor on all three channels), so the hue stays the class hue.
+        along = dx * np.float32(np.cos(shade_dir)) + dy * np.float32(np.sin(shade_dir))
+        gain = 1.0 + np.float32(shade_amp / r) * along
+        gain += np.float32(_NOISE_MAX / 2.5) * np.clip(noise, -2.5, 2.5)
+    else:
+        gain = np.ones_like(dx)
+    if params.outline:
+        width = max(1, round(params.outline * s / 64))
+        edge = mask & ~_erode(mask, width)
+        gain = np.where(edge, np.float32(_OUTLINE_GAIN) * gain, gain)
+    box = img[y0:y1, x0:x1]
+    box[mask] = (gain[..., None] * base)[mask]
+    return mask, (slice(y0, y1), slice(x0, x1))
+
+
+def _rng(world: World, seed: int, index: int, tag: str = "") -> np.random.Generator:
+    for what, v in (("seed", seed), ("index", index)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{what} must be a non-negative integer, got {v!r}")
+    return np.random.default_rng([int(seed), int(index), zlib.crc32((world.name + tag).encode("utf-8"))])
+
+
+def _finish(img: np.ndarray) -> np.ndarray:
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+# ============================================================================ public rendering
+def render_scene(
+    world: World | str,
+    seed: int,
+    index: int,
+    *,
+    shading: bool = True,
+    return_masks: bool = False,
+) -> tuple[np.ndarray, np.ndarray, list[int]] | tuple[np.ndarray, np.ndarray, list[int], list[tuple[int, np.ndarray]]]:
+    """Scene ``index`` of stream ``seed``: ``(image uint8 (S,S,3), label uint8 (S,S), present class ids)``.
+
+    The label holds the class id of every pixel and ``ignore_index`` (255) on the unlabelled background;
+    ``present`` lists the ids visible in the label, ascending. ``shading=False`` paints each object in its flat
+    (jittered) colour without shading or noise -- same layout and label, for tests. ``return_masks=True`` adds
+    a fourth element: ``[(class_id, full (S,S) bool mask), ...]`` in drawing order (stuff regions, then objects;
+    masks before occlusion).
+    """
+    world = get_world(world)
+    rng = _rng(world, seed, index)
+    params = _STYLES[world.style]
+    s = world.image_size
+    label = np.full((s, s), world.ignore_index, dtype=np.uint8)
+    grey = _background(world, rng, params)
+    drawn: list[tuple[int, np.ndarray]] = []
+
+    stuff = world.stuff
+    if stuff:
+        n_regions = int(rng.integers(1, min(3, len(stuff)) + 1))
+        for cid in rng.choice(np.asarray(stuff), size=n_regions, replace=False):
+            cid = int(cid)
+            tint, texture = world.attributes(cid)
+            region = _region(rng, s)
+            tex = _stuff_texture(texture, tint, rng, s)
+            tex += np.float32(3.0) * _noise(rng, s, s)
+            grey = np.where(region, tex, grey)
+            label[region] = cid
+            if return_masks:
+                drawn.append((cid, region))
+    img = np.repeat(grey[:, :, None], 3, axis=2)
+
+    n_objects = int(rng.integers(world.min_objects, world.max_objects + 1))
+    scale = s / 64
+    placed: list[tuple[float, float, float]] = []
+    things = world.things
+    for _ in range(n_objects):
+        cid = int(things[int(rng.integers(0, len(things)))])
+        r = float(rng.uniform(*params.sizes)) * scale / 2
+        ok = False
+        for _try in range(10):
+            cy, cx = rng.uniform(r + 1, s - r - 1, size=2)
+            # Limit occlusion: the new object may cover at most about half of an earlier one and vice versa.
+            ok = all((cy - py) ** 2 + (cx - px) ** 2 >= (0.9 * max(r, pr) + 0.45 * min(r, pr)) ** 2
+                     for py, px, pr in placed)
+            if ok:
+                break
+        if not ok:
+            continue
+        placed.append((cy, cx, r))
+        mask, (sy, sx) = _paint_object(world, params, rng, img, cid, cy, cx, r, shading)
+        label[sy, sx][mask] = cid
+        if return_masks:
+            full = np.zeros((s, s), dtype=bool)
+            full[sy, sx] = mask
+            drawn.append((cid, full))
+
+    present = [int(c) for c in np.unique(label) if c != world.ignore_index]
+    if return_masks:
+        return _finish(img), label, present, drawn
+    return _finish(img), label, present
+
+
+def render_single(
+    world: World | str,
+    seed: int,
+    index: int,
+    class_id: int | None = None,
+    *,
+    shading: bool = True,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One large object near the centre over a plain background (no stuff): ``(image, label, class_id)``.
+
+    ``class_id`` (a thing class) is drawn uniformly from the world's things when None. Used for image-level
+    zero-shot accuracy of the mini-CLIP.
+    """
+    world = get_world(world)
+    rng = _rng(world, seed, index, ":single")
+    params = _STYLES[world.style]
+    s = world.image_size
+    things = world.things
+    drawn_id = int(things[int(rng.integers(0, len(things)))])
+    if class_id is None:
+        class_id = drawn_id
+    elif world.kind(class_id) != "thing":
+        raise ValueError(f"world {world.name!r}: render_single needs an object class, got stuff class "
+                         f"{world.classes[class_id]!r} (id {class_id})")
+    class_id = int(class_id)
+    img = np.repeat(_background(world, rng, params)[:, :, None], 3, axis=2)
+    r = float(rng.uniform(*params.single_sizes)) * s / 64 / 2
+    cy, cx = s / 2 + rng.uniform(-0.12, 0.12, size=2) * s
+    cy, cx = float(np.clip(cy, r + 1, s - r - 1)), float(np.clip(cx, r + 1, s - r - 1))
+    mask, (sy, sx) = _paint_object(world, params, rng, img, class_id, cy, cx, r, shading)
+    label = np.full((s, s), world.ignore_index, dtype=np.uint8)
+    label[sy, sx][mask] = class_id
+    return _finish(img), label, class_id
+
+
+_TEMPLATES = ("a photo of {}", "a picture of {}", "an image of {}", "{}", "a scene with {}", "there is {}")
+
+
+def _join(items: Sequence[str]) -> str:
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def caption(world: World | str, present: Sequence[int], rng: np.random.Generator | int | None = None) -> str:
+    """A caption mentioning every class in ``present`` exactly once, in random order, with a random phrasing,
+    e.g. ``"a photo of a red circle and a blue star"`` or ``"a red circle, a blue star on dark dots"``."""
+    world = get_world(world)
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    ids = list(dict.fromkeys(world._check_id(c) for c in present))
+    if not ids:
+        raise ValueError("caption needs at least one present class")
+    order = [ids[i] for i in rng.permutation(len(ids))]
+
+    def phrase(cid: int) -> str:
+        name = world.classes[cid]
+        if world.kind(cid) == "stuff":
+            return name
+        return ("an " if name[0] in "aeiou" else "a ") + name
+
+    template = _TEMPLATES[int(rng.integers(0, len(_TEMPLATES)))]
+    things = [c for c in order if world.kind(c) == "thing"]
+    stuff = [c for c in order if world.kind(c) == "stuff"]
+    if things and stuff and rng.random() < 0.4:
+        body = _join([phrase(c) for c in things]) + " on " + _join([phrase(c) for c in stuff])
+    else:
+        body = _join([phrase(c) for c in order])
+    return template.format(body)
+
+
+def colourise_label(world: World | str, label: np.ndarray) -> np.ndarray:
+    """An RGB picture of a label map for previews: things in their colour, stuff in its grey, ignore black."""
+    world = get_world(world)
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    for cid in range(world.num_classes):
+        a, _ = world.attributes(cid)
+        b = world.attributes(cid)[1]
+        if world.kind(cid) == "thing":
+            # Vary brightness a little with the shape so touching same-colour classes stay distinguishable.
+            f = 1.0 - 0.1 * SHAPES.index(b)
+            lut[cid] = np.clip(np.asarray(COLOURS[a], dtype=float) * f, 0, 255).astype(np.uint8)
+        else:  # six distinct greys: light tints bright, dark tints dim, one step per texture
+            lut[cid] = ((240 if a == "light" else 150) - 25 * TEXTURES.index(b),) * 3
+    return lut[np.asarray(label, dtype=np.uint8)]
+
+
+# ============================================================================ dataset
+class MiniSegmentation(torch.utils.data.Dataset):
+    """Generated scenes of a mini world as a segmentation dataset (same item format as
+    :class:`zegclip.data.datasets.SegmentationDataset`).
+
+    ``split="train"`` and ``"val"`` use disjoint seed streams (``2 * seed`` and ``2 * seed + 1``); default sizes
+    2000 and 200. Items are rendered on the fly (about a millisecond each) and are identical across runs.
+    ``dataset[i]`` is ``{"image": Tensor, "label": LongTensor (H, W), "name": "<world>-<split>-<i>"}``; without
+    ``transforms`` the image is the uint8 (3, H, W) tensor, as for SegmentationDataset.
+    """
+
+    DEFAULT_SIZES = {"train": 2000, "val": 200}
+
+    def __init__(
+        self,
+        world: World | str,
+        split: str = "train",
+        size: int | None = None,
+        seed: int = 0,
+        transforms: Any = None,
+    ) -> None:
+        self.world = get_world(world)
+        if split not in self.DEFAULT_SIZES:
+            raise ValueError(f"split must be one of {list(self.DEFAULT_SIZES)}, got {split!r}")
+        if size is None:
+            size = self.DEFAULT_SIZES[split]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive integer, got {size!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.subset = split
+        self.size = size
+        self.seed = seed
+        self.stream = 2 * seed + (0 if split == "train" else 1)
+        self.transforms = transforms
+        self.class_split = self.world.split
+        self.reduce_zero_label = False
+        self.problems: list[str] = []
+        self.description = f"mini world {self.world.name} {split} (seed {seed}, generator v{GENERATOR_VERSION})"
+
+    @property
+    def split(self) -> ClassSplit:
+        """The class split (alias of ``class_split``); the subset name is ``subset``."""
+        return self.class_split
+
+    @property
+    def num_classes(self) -> int:
+        return self.class_split.num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.class_split.ignore_index
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.class_split.classes
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({len(self)} items, split {self.class_split.name!r}, "
+                f"{self.num_classes} classes, {self.description})")
+
+    def _index(self, index: int) -> int:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        return index
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image (H, W, 3) uint8, label (H, W) int64), untransformed."""
+        image, label, _ = render_scene(self.world, self.stream, self._index(index))
+        return image, label.astype(np.int64)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = self._index(index)
+        image, label, _ = render_scene(self.world, self.stream, index)
+        img_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+        mask = tv_tensors.Mask(torch.from_numpy(label))
+        if self.transforms is not None:
+            img_out, lab_out = self.transforms(img_t, mask)
+        else:
+            img_out, lab_out = img_t, mask
+        img_out = img_out.as_subclass(torch.Tensor) if isinstance(img_out, torch.Tensor) else img_out
+        lab_out = torch.as_tensor(lab_out).as_subclass(torch.Tensor).to(torch.int64)
+        if lab_out.ndim == 3 and lab_out.shape[0] == 1:
+            lab_out = lab_out[0]
+        return {"image": img_out, "label": lab_out, "name": f"{self.world.name}-{self.subset}-{index}"}
