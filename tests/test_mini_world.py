@@ -65,9 +65,9 @@ def test_packaged_mini_splits():
     assert set(coco.unseen_names) == {"red star", "green cross", "orange circle", "dark dots"}
     for s in (voc, coco):
         assert s.ignore_index == 255 and s.reduce_zero_label is False and s.embedding_file is None
-        assert "mini world" in s.source and "generator version 1" in s.source
+        assert "mini world" in s.source and "generator version 2" in s.source
         check_compositional(s)  # passes
-    assert GENERATOR_VERSION == 1
+    assert GENERATOR_VERSION == 2  # version 2: shape surface patterns
 
 
 def test_impossible_split_names_class_and_attribute():

@@ -172,6 +172,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0 if summary.get("ok", True) else 1
 
 
+def cmd_mini(args: argparse.Namespace) -> int:
+    """The mini world: pretrain (or show) the mini-CLIP, or run the Table 5 ablation on the CPU."""
+    if args.action == "pretrain":
+        from .mini.miniclip import PretrainConfig, ensure_mini_clip
+
+        cfg = PretrainConfig(**({"steps": args.steps} if args.steps else {}))
+        path, record = ensure_mini_clip(cfg)
+        print(json.dumps({"weights": str(path), **{k: v for k, v in record.items() if k != "config"}}, indent=2))
+        return 0
+    from .mini.experiments import format_rows, table5
+
+    rows = table5(seeds=args.seeds, iters=args.iters, results_dir=args.results)
+    print(format_rows(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zegclip", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -213,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="report every problem of a prepared dataset and exit")
     p.add_argument("--splits", default="train,val", help="splits to check")
     p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser("mini", help="the mini world: pretrain the mini-CLIP or run the Table 5 ablation (CPU)")
+    p.add_argument("action", choices=["pretrain", "table5"])
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the packaged config)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--iters", type=int, default=None, help="training iterations per run (default 300)")
+    p.add_argument("--results", default="results/mini/runs", help="where result JSONs go")
+    p.set_defaults(func=cmd_mini)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -31,13 +31,14 @@ from ..config import MINI_CLIP_CONFIG
 from ..text import cache_dir, save_tensor_atomic
 from .world import GENERATOR_VERSION, caption, get_world, render_scene, render_single
 
+SINGLE_CAPTIONS = ("a photo of a {}", "a {}", "a photo of one {}", "there is a {}", "a picture of a {}.")
 CLIP_MEAN = (122.770938, 116.7460125, 104.09373615)  # CLIP's own statistics, as the real CLIP was trained
 CLIP_STD = (68.5005327, 66.6321579, 70.32316305)
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    steps: int = 900
+    steps: int = 1500
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -66,23 +67,36 @@ def _normalise(images_uint8: torch.Tensor) -> torch.Tensor:
     return (images_uint8.float() - mean) / std
 
 
-def render_pool(cfg: PretrainConfig, progress: bool = True) -> tuple[torch.Tensor, list[list[int]], list[str]]:
-    """(N, 3, 64, 64) uint8 images, the classes present in each, and the world each came from."""
+def render_pool(cfg: PretrainConfig, progress: bool = True) -> dict:
+    """Pre-rendered pretraining data: multi-object scenes, and single objects grouped by caption.
+
+    Returns {"scenes": (N, 3, 64, 64) uint8, "scene_classes": [...], "scene_worlds": [...],
+    "singles": {caption class name: (M, 3, 64, 64) uint8}}. Half of the pool is scenes of every world in
+    ``cfg.worlds`` (both rendering styles), half single objects of every thing class.
+    """
     from tqdm.auto import tqdm
 
-    images, present, worlds = [], [], []
-    names = [w for w in cfg.worlds]
-    for i in tqdm(range(cfg.pool), desc="mini-CLIP data", unit="img", disable=not progress):
-        world = get_world(names[i % len(names)])
-        if i % 2:
-            img, _, cls = render_single(world, cfg.seed + 1, i)
-            ids = [cls]
-        else:
-            img, _, ids = render_scene(world, cfg.seed + 1, i)
-        images.append(torch.from_numpy(img).permute(2, 0, 1))
-        present.append(list(ids))
-        worlds.append(world.name)
-    return torch.stack(images), present, worlds
+    worlds = [get_world(w) for w in cfg.worlds]
+    n_scenes = cfg.pool // 2
+    scenes, classes, names = [], [], []
+    singles: dict[str, list[torch.Tensor]] = {}
+    bar = tqdm(total=cfg.pool, desc="mini-CLIP data", unit="img", disable=not progress)
+    for i in range(n_scenes):
+        world = worlds[i % len(worlds)]
+        img, _, ids = render_scene(world, cfg.seed + 1, i)
+        scenes.append(torch.from_numpy(img).permute(2, 0, 1))
+        classes.append(list(ids))
+        names.append(world.name)
+        bar.update(1)
+    things = [(w, c) for w in worlds for c in w.things]
+    for i in range(cfg.pool - n_scenes):
+        world, cls = things[i % len(things)]
+        img, _, _ = render_single(world, cfg.seed + 2, i, cls)
+        singles.setdefault(world.classes[cls], []).append(torch.from_numpy(img).permute(2, 0, 1))
+        bar.update(1)
+    bar.close()
+    return {"scenes": torch.stack(scenes), "scene_classes": classes, "scene_worlds": names,
+            "singles": {k: torch.stack(v) for k, v in singles.items()}}
 
 
 @torch.no_grad()
@@ -124,7 +138,10 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> t
     t0 = time.perf_counter()
     visual, text = build_towers(mini_clip_spec(), seed=cfg.seed)
     tokenizer = tokenizer_for(text)
-    pool, present, worlds = render_pool(cfg, progress)
+    pool = render_pool(cfg, progress)
+    single_names = sorted(pool["singles"])
+    if cfg.batch_size <= len(single_names):
+        raise ValueError(f"batch_size {cfg.batch_size} must exceed the {len(single_names)} thing classes (one single each)")
     t_data = time.perf_counter() - t0
     logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
     params = [p for m in (visual, text) for p in m.parameters()] + [logit_scale]
@@ -144,11 +161,17 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> t
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         for step in bar:
-            idx = torch.randint(0, len(pool), (cfg.batch_size,), generator=gen)
-            imgs = pool[idx]
-            flip = torch.rand(cfg.batch_size, generator=gen) < 0.5
+            # Hard negatives: one single object of *every* thing class (same colours, other shapes; same shapes,
+            # other colours), so captions cannot be matched by colour alone; the rest multi-object scenes.
+            single_imgs = torch.stack([pool["singles"][n][torch.randint(0, len(pool["singles"][n]), (1,),
+                                                                          generator=gen)[0]] for n in single_names])
+            idx = torch.randint(0, len(pool["scenes"]), (cfg.batch_size - len(single_names),), generator=gen)
+            imgs = torch.cat([single_imgs, pool["scenes"][idx]])
+            flip = torch.rand(len(imgs), generator=gen) < 0.5
             imgs = torch.where(flip.view(-1, 1, 1, 1), imgs.flip(-1), imgs)
-            caps = [caption(get_world(worlds[i]), present[i], rng) for i in idx.tolist()]
+            templates = rng.choice(SINGLE_CAPTIONS, len(single_names))
+            caps = [str(t).format(n) for n, t in zip(single_names, templates)]
+            caps += [caption(get_world(pool["scene_worlds"][i]), pool["scene_classes"][i], rng) for i in idx.tolist()]
             img_f = F.normalize(visual(_normalise(imgs)), dim=-1)
             txt_f = F.normalize(text(tokenizer(caps)), dim=-1)
             loss = loss_fn(img_f, txt_f, logit_scale.exp().clamp(max=100))

@@ -50,7 +50,7 @@ __all__ = [
     "MiniSegmentation",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Object colours (RGB base values; each object jitters them by up to +-12 per channel).
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -70,6 +70,8 @@ STYLES: tuple[str, ...] = ("a", "b")
 COLOUR_JITTER = 12  # max per-channel deviation of an object's colour from its base colour
 _SHADE_MAX = 0.10  # max relative brightness change of the linear shading across an object (radius units)
 _NOISE_MAX = 0.05  # max relative per-pixel brightness noise on objects (clipped Gaussian)
+_PATTERN_AMP = 0.22  # amplitude of the shape's surface pattern (brightness only)
+_PATTERN_PERIOD = 5.0  # its period in pixels at 64 px
 _OUTLINE_GAIN = 0.45  # style b: outline pixels are the object colour times this factor (same hue, darker)
 
 
@@ -445,8 +447,10 @@ def _paint_object(
         along = dx * np.float32(np.cos(shade_dir)) + dy * np.float32(np.sin(shade_dir))
         gain = 1.0 + np.float32(shade_amp / r) * along
         gain += np.float32(_NOISE_MAX / 2.5) * np.clip(noise, -2.5, 2.5)
+        gain += np.float32(_PATTERN_AMP) * _surface_pattern(shape, dy, dx, _PATTERN_PERIOD * s / 64)
     else:
         gain = np.ones_like(dx)
+    gain = np.minimum(gain, np.float32(254.0 / float(base.max())))  # no clipping: the hue stays exact
     if params.outline:
         width = max(1, round(params.outline * s / 64))
         edge = mask & ~_erode(mask, width)
@@ -454,6 +458,25 @@ def _paint_object(
     box = img[y0:y1, x0:x1]
     box[mask] = (gain[..., None] * base)[mask]
     return mask, (slice(y0, y1), slice(x0, x1))
+
+
+def _surface_pattern(shape: str, dy: np.ndarray, dx: np.ndarray, period: float) -> np.ndarray:
+    """A brightness pattern in [-1, 1] characteristic of each shape, so that the *inside* of an object tells its
+    shape, as the parts of a real object (fur, wheels, leaves) tell its class. Flip-symmetric patterns only:
+    circle rings, square grid, triangle diagonal grid, cross horizontal stripes, star vertical stripes, ring spokes.
+    """
+    k = np.float32(2 * np.pi / period)
+    if shape == "circle":
+        return np.cos(k * np.sqrt(dx * dx + dy * dy))
+    if shape == "square":
+        return np.cos(k * dx) * np.cos(k * dy)
+    if shape == "triangle":
+        return np.cos(k * (dx + dy) / np.float32(1.4142)) * np.cos(k * (dx - dy) / np.float32(1.4142))
+    if shape == "cross":
+        return np.cos(k * dy)
+    if shape == "star":
+        return np.cos(k * dx)
+    return np.cos(np.float32(6) * np.arctan2(dy, dx))  # ring: spokes
 
 
 def _rng(world: World, seed: int, index: int, tag: str = "") -> np.random.Generator:
