@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -e '.[test]'
 	touch $@
 
+# The main job (for now): an end-to-end run of the full-size ViT-B/16 ZegCLIP with random weights.
 demo: $(STAMP)
 	$(VENV)/bin/python -m zegclip demo
 

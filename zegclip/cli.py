@@ -182,7 +182,12 @@ def cmd_mini(args: argparse.Namespace) -> int:
         print(json.dumps({"weights": str(path), **{k: v for k, v in record.items() if k != "config"}}, indent=2))
         return 0
     from .mini.experiments import format_rows, table5
+    from .mini.miniclip import ensure_mini_clip
 
+    path, record = ensure_mini_clip()  # cached after the first run (about 12 minutes on 2 cores)
+    z = record["zero_shot"]["mini-voc"]
+    print(f"mini-CLIP {path.name}: pretrained in {record['seconds_total']:.0f}s; zero-shot top-1 on mini-voc "
+          f"{z['all']:.1f}% (seen {z['seen']:.1f}%, unseen {z['unseen']:.1f}%)")
     rows = table5(seeds=args.seeds, iters=args.iters, results_dir=args.results)
     print(format_rows(rows))
     return 0

@@ -16,7 +16,7 @@ from ..config import TABLE5_VARIANTS, variant_overrides
 
 # Mini training: the official recipe (AdamW, linear warm-up, poly decay, batch 16, focal x100 + dice) scaled to a
 # run of a few hundred iterations on 64-px scenes. Colour is a class attribute here, so no photometric distortion.
-MINI_TRAIN = {"iters": 300, "batch_size": 16, "lr": 1e-3, "warmup_iters": 30, "num_workers": 0, "log_every": 50,
+MINI_TRAIN = {"iters": 600, "batch_size": 16, "lr": 1e-3, "warmup_iters": 30, "num_workers": 0, "log_every": 50,
               "progress": False}
 MINI_DATA = {"crop_size": 64, "scale": [256, 64], "test_short_side": 64, "photometric": False}
 TRAIN_SCENES, EVAL_SCENES = 4000, 300
@@ -72,10 +72,18 @@ def run_mini(spec: dict, results_dir: str | Path = "results/mini/runs", force: b
 def table5(seeds: int = 3, iters: int | None = None, preset: str = "mini-voc", results_dir="results/mini/runs",
            variants=TABLE5_VARIANTS) -> list[dict]:
     """Run the 12 variants of Table 5 x ``seeds``; returns one summary row per variant (mean and std)."""
+    from tqdm.auto import tqdm
+
     rows = []
+    bar = tqdm(total=len(variants) * seeds, desc=f"Table 5 ({preset})", unit="run", dynamic_ncols=True)
     for variant in variants:
-        results = [run_mini(mini_run_config(preset, variant, seed=s, iters=iters), results_dir) for s in range(seeds)]
+        results = []
+        for s in range(seeds):
+            results.append(run_mini(mini_run_config(preset, variant, seed=s, iters=iters), results_dir))
+            bar.update(1)
+            bar.set_postfix(last=f"{variant} s{s} hIoU {results[-1]['metrics']['hIoU']:.1f}")
         rows.append(summarise(variant, results))
+    bar.close()
     return rows
 
 
