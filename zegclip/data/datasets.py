@@ -162,7 +162,25 @@ class _Item:
     name: str
 
 
-class SegmentationDataset(torch.utils.data.Dataset):
+class ClassSplitMixin:
+    """Class-list properties shared by every segmentation dataset (needs a ``class_split`` attribute)."""
+
+    class_split: ClassSplit
+
+    @property
+    def num_classes(self) -> int:
+        return self.class_split.num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.class_split.ignore_index
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.class_split.classes
+
+
+class SegmentationDataset(ClassSplitMixin, torch.utils.data.Dataset):
     """Image/label pairs plus their class list.
 
     Args:
@@ -207,19 +225,6 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.transforms = transforms
         self.problems = list(problems)
         self.description = description
-
-    # ------------------------------------------------------------------ properties
-    @property
-    def num_classes(self) -> int:
-        return self.class_split.num_classes
-
-    @property
-    def ignore_index(self) -> int:
-        return self.class_split.ignore_index
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.class_split.classes
 
     def __len__(self) -> int:
         return len(self.items)

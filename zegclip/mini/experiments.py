@@ -29,7 +29,7 @@ def run_id(preset: str, variant: str | None, setting: str, seed: int, extra: str
 
 def mini_run_config(preset: str = "mini-voc", variant: str | None = None, setting: str = "inductive", seed: int = 0,
                     iters: int | None = None, dataset: str | None = None, model: dict | None = None,
-                    train: dict | None = None, out_root: str | Path = "runs/mini", name: str | None = None) -> dict:
+                    train: dict | None = None, data: dict | None = None, out_root: str | Path = "runs/mini", name: str | None = None) -> dict:
     """A run-file dict for one mini-world run (``variant``: a Table 5 name such as ``"FT+NEL"``)."""
     model_spec: dict[str, Any] = {"preset": preset, "setting": setting, "seed": seed}
     if variant:
@@ -45,7 +45,7 @@ def mini_run_config(preset: str = "mini-voc", variant: str | None = None, settin
     return {
         "name": name,
         "model": model_spec,
-        "data": {"dataset": dataset or preset, **MINI_DATA, "options": {"size": TRAIN_SCENES, "seed": 0}},
+        "data": {"dataset": dataset or preset, **MINI_DATA, "options": {"size": TRAIN_SCENES, "seed": 0}, **(data or {})},
         "train": train_spec,
         "output_dir": str(Path(out_root) / name),
         "eval_limit": EVAL_SCENES,

@@ -30,6 +30,7 @@ import torch
 from torchvision import tv_tensors
 
 from ..data.classes import ClassSplit, load_class_split
+from ..data.datasets import ClassSplitMixin
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -649,7 +650,7 @@ def colourise_label(world: World | str, label: np.ndarray) -> np.ndarray:
 
 
 # ============================================================================ dataset
-class MiniSegmentation(torch.utils.data.Dataset):
+class MiniSegmentation(ClassSplitMixin, torch.utils.data.Dataset):
     """Generated scenes of a mini world as a segmentation dataset (same item format as
     :class:`zegclip.data.datasets.SegmentationDataset`).
 
@@ -692,18 +693,6 @@ class MiniSegmentation(torch.utils.data.Dataset):
     def split(self) -> ClassSplit:
         """The class split (alias of ``class_split``); the subset name is ``subset``."""
         return self.class_split
-
-    @property
-    def num_classes(self) -> int:
-        return self.class_split.num_classes
-
-    @property
-    def ignore_index(self) -> int:
-        return self.class_split.ignore_index
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.class_split.classes
 
     def __len__(self) -> int:
         return self.size
