@@ -197,9 +197,9 @@ def _run_child(out, delay, kill_after=None):
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     _run_child(straight, delay=0.0)
-    _run_child(killed, delay=0.15, kill_after="iter_0000004")
+    _run_child(killed, delay=0.3, kill_after="iter_0000002")  # slow samples: killed mid-run, whatever the load
     interrupted_at = latest_checkpoint(killed).name
-    assert interrupted_at in ("iter_0000004", "iter_0000006")
+    assert interrupted_at in ("iter_0000002", "iter_0000004", "iter_0000006")
     _run_child(killed, delay=0.0)  # resume
     a = load_file(str(straight / "checkpoints" / "iter_0000008" / "model.safetensors"))
     b = load_file(str(killed / "checkpoints" / "iter_0000008" / "model.safetensors"))
@@ -207,7 +207,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     summary = json.loads((killed / "train_summary.json").read_text())["summary"]
-    assert summary["resumed_from"] in (4, 6)
+    assert summary["resumed_from"] == int(interrupted_at[-7:])
 
 
 def test_all_variant_never_pseudo_labels_padding(tmp_path):

@@ -154,7 +154,7 @@ def check_compositional(split: ClassSplit | Mapping[str, Any] | Any) -> None:
 
 # ============================================================================ worlds
 @dataclass(frozen=True)
-class World:
+class World(ClassSplitMixin):
     """A mini world: its class split and how its scenes are rendered.
 
     ``style`` is ``"a"`` (default) or ``"b"`` (another rendering style for cross-dataset tests); objects per scene
@@ -188,16 +188,9 @@ class World:
             raise ValueError(f"world {self.name!r}: the split has no object (colour-shape) classes")
 
     @property
-    def classes(self) -> tuple[str, ...]:
-        return self.split.classes
-
-    @property
-    def num_classes(self) -> int:
-        return self.split.num_classes
-
-    @property
-    def ignore_index(self) -> int:
-        return self.split.ignore_index
+    def class_split(self) -> ClassSplit:
+        """The split (``classes``, ``num_classes`` and ``ignore_index`` come from it via the mixin)."""
+        return self.split
 
     @property
     def things(self) -> tuple[int, ...]:
