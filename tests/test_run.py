@@ -163,7 +163,13 @@ def test_two_process_ddp_training_with_torchrun(run_file, tmp_path):
     path, _ = run_file
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    import socket
+
+    with socket.socket() as sock:  # a free port, so back-to-back runs never collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", port,
            "-m", "zegclip", "train", "--config", str(path), "--set", f"output_dir={out}", "--set", "train.iters=2"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
