@@ -1,6 +1,7 @@
 """Training: label remapping, pseudo-labels, sampling, optimiser facts, checkpoints and exact resume."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -227,3 +228,21 @@ def test_all_variant_never_pseudo_labels_padding(tmp_path):
     logits[:, 18] = 1.0
     target = pseudo_labels(label[None], logits, [15, 16, 17, 18, 19], "all", pad_index=PAD_INDEX)
     assert (target[0, 32:] == 255).all() and (target[0, :32, :10] == 18).all() and (target[0, :32, 10:48] == 18).all()
+
+
+def test_stop_at_trains_the_first_part_of_a_schedule_and_resumes_exactly(tmp_path):
+    """stop_at ends early on the full schedule (self-training's half-way start); resuming gives the full run."""
+    cfg = TrainConfig(iters=4, batch_size=2, num_workers=0, checkpoint_every=2, warmup_iters=1, progress=False)
+    torch.manual_seed(0)
+    straight = zegclip.build_model("voc", random_init=True, **tiny_overrides())
+    torch.manual_seed(0)
+    staged = zegclip.build_model("voc", random_init=True, **tiny_overrides())
+    fit(straight, Shapes(), cfg, tmp_path / "a")
+    first = fit(staged, Shapes(), dataclasses.replace(cfg, stop_at=2), tmp_path / "b")
+    assert first["iterations"] == 2 and latest_checkpoint(tmp_path / "b").name == "iter_0000002"
+    fit(staged, Shapes(), cfg, tmp_path / "b", resume=True)
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "iter_0000004" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "iter_0000004" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="stop_at must lie in"):
+        TrainConfig(iters=4, stop_at=5)

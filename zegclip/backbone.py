@@ -92,8 +92,13 @@ class PromptedVisionEncoder(nn.Module):
             else:
                 param.requires_grad_(False)
 
-    def _prompt(self, layer: int, batch: int) -> torch.Tensor:
-        """Projected prompt tokens for block ``layer``: (B, T, width)."""
+    def prompt_tokens(self, layer: int, batch: int = 1) -> torch.Tensor:
+        """Prompt tokens that enter block ``layer``: (B, T, width), after the shared projection and dropout."""
+        if not self.num_prompts:
+            raise ValueError(f"encoder mode {self.cfg.mode!r} has no prompt tokens")
+        if not 0 <= layer < self.num_blocks or (layer > 0 and self.deep_prompt_embeddings is None):
+            raise ValueError(f"no prompt tokens enter block {layer} (blocks 0..{self.num_blocks - 1}, "
+                             f"deep_prompts={self.cfg.deep_prompts})")
         raw = self.prompt_embeddings if layer == 0 else self.deep_prompt_embeddings[layer - 1 : layer]
         return self.prompt_dropout(self.prompt_proj(raw)).expand(batch, -1, -1)
 
@@ -120,27 +125,40 @@ class PromptedVisionEncoder(nn.Module):
         x = x + pos
         return vit.ln_pre(x), grid
 
-    def forward_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Run the blocks; returns the final (B, 1 + T + h*w, width) sequence (before ln_post) and the grid."""
+    def forward_tokens(self, images: torch.Tensor, trace: dict | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Run the blocks; returns the final (B, 1 + T + h*w, width) sequence (before ln_post) and the grid.
+
+        With a ``trace`` dict, also stores ``tokens`` (B, 1 + h*w, width), the embedded input before prompts, and
+        ``block_inputs`` / ``block_outputs``: one (B, 1 + T + h*w, width) sequence per block.
+        """
         x, grid = self.embed(images)
+        if trace is not None:
+            trace.update(tokens=x, block_inputs=[], block_outputs=[])
         batch = x.shape[0]
         T = self.num_prompts
         if T:
-            x = torch.cat([x[:, :1], self._prompt(0, batch).to(x.dtype), x[:, 1:]], dim=1)
+            x = torch.cat([x[:, :1], self.prompt_tokens(0, batch).to(x.dtype), x[:, 1:]], dim=1)
         transformer = self.vit.transformer
         batch_first = getattr(transformer, "batch_first", True)
         for i, block in enumerate(transformer.resblocks):
             if i > 0 and T and self.deep_prompt_embeddings is not None:
                 # previous block's prompt outputs are discarded and replaced by this block's prompts (Eq. 3)
-                x = torch.cat([x[:, :1], self._prompt(i, batch).to(x.dtype), x[:, 1 + T :]], dim=1)
+                x = torch.cat([x[:, :1], self.prompt_tokens(i, batch).to(x.dtype), x[:, 1 + T :]], dim=1)
+            if trace is not None:
+                trace["block_inputs"].append(x)
             x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
+            if trace is not None:
+                trace["block_outputs"].append(x)
         if T:
             x = self.prompt_norm(x)
         return x, grid
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B, 3, H, W) -> features (B, D, H/p, W/p) unit-norm per position, global (B, D) unit-norm."""
-        x, (h, w) = self.forward_tokens(images)
+    def forward(self, images: torch.Tensor, trace: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, H, W) -> features (B, D, H/p, W/p) unit-norm per position, global (B, D) unit-norm.
+
+        ``trace``: optional dict filled as in :meth:`forward_tokens`.
+        """
+        x, (h, w) = self.forward_tokens(images, trace)
         cls_and_patches = torch.cat([x[:, :1], x[:, -h * w :]], dim=1)  # prompt outputs are not read
         y = self.vit.ln_post(cls_and_patches)
         if self.vit.proj is not None:

@@ -181,16 +181,46 @@ def cmd_mini(args: argparse.Namespace) -> int:
         path, record = ensure_mini_clip(cfg)
         print(json.dumps({"weights": str(path), **{k: v for k, v in record.items() if k != "config"}}, indent=2))
         return 0
-    from .mini.experiments import format_rows, table5
     from .mini.miniclip import ensure_mini_clip
+    from .reproduce import reproduce
 
     path, record = ensure_mini_clip()  # cached after the first run (about 12 minutes on 2 cores)
     z = record["zero_shot"]["mini-voc"]
     print(f"mini-CLIP {path.name}: pretrained in {record['seconds_total']:.0f}s; zero-shot top-1 on mini-voc "
           f"{z['all']:.1f}% (seen {z['seen']:.1f}%, unseen {z['unseen']:.1f}%)")
-    rows = table5(seeds=args.seeds, iters=args.iters, results_dir=args.results)
-    print(format_rows(rows))
-    return 0
+    summary = reproduce("mini", only=["table5"], results_dir=args.results, runs_only=True)
+    print(f"Table 5 runs: {len(summary['ran'])} executed, {len(summary['skipped'])} already done, "
+          f"{len(summary['failed'])} failed; results in {args.results}/mini/runs/ "
+          "(rendered by notebooks/table5.ipynb)")
+    return 1 if summary["failed"] else 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Execute the experiment registry for a profile (papermill), then the table/figure notebooks."""
+    from .reproduce import PROFILES, reproduce, status
+
+    if args.profile not in PROFILES:
+        raise ValueError(f"unknown profile {args.profile!r}; choose one of {list(PROFILES)}")
+    only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
+    if args.list:
+        for ident, done in status(args.profile, args.results_dir, only):
+            print(f"{'done' if done else 'todo'}  {ident}")
+        return 0
+    t0 = time.perf_counter()
+    summary = reproduce(args.profile, only=only, jobs=args.jobs, results_dir=args.results_dir,
+                        runs_only=args.runs_only, reports_only=args.reports_only, force=args.force, quick=args.quick)
+    print(f"reproduce {args.profile}: {len(summary['ran'])} run(s) executed, {len(summary['skipped'])} already done, "
+          f"{len(summary['failed'])} failed, in {time.perf_counter() - t0:.0f}s")
+    for name, err in summary["failed"].items():
+        print(f"  FAILED {name}: {err}")
+    return 1 if summary["failed"] else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Efficiency benchmark (Table 3): parameters, MACs, latency, throughput, training speed, peak memory."""
+    from .bench import main, params_from_args
+
+    return main(params_from_args(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,13 +264,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="report every problem of a prepared dataset and exit")
     p.add_argument("--splits", default="train,val", help="splits to check")
     p.set_defaults(func=cmd_prepare)
-    p = sub.add_parser("mini", help="the mini world: pretrain the mini-CLIP or run the Table 5 ablation (CPU)")
+    p = sub.add_parser("mini", help="the mini world: pretrain the mini-CLIP, or run the Table 5 ablation's 36 runs (CPU)")
     p.add_argument("action", choices=["pretrain", "table5"])
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the packaged config)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--iters", type=int, default=None, help="training iterations per run (default 300)")
-    p.add_argument("--results", default="results/mini/runs", help="where result JSONs go")
+    p.add_argument("--results", default="results", help="results root (results/mini/runs/<run id>.json)")
     p.set_defaults(func=cmd_mini)
+    p = sub.add_parser("reproduce", help="run the experiment registry (papermill) and the table/figure notebooks")
+    p.add_argument("--profile", default="mini", help="mini (CPU, the mini world) or paper (GPU, real data)")
+    p.add_argument("--only", default=None, help="comma-separated tables/figures, e.g. table5,figure1")
+    p.add_argument("--jobs", type=int, default=1, help="runs executed at the same time")
+    p.add_argument("--results-dir", default="results", help="results root (results/<profile>/...)")
+    p.add_argument("--runs-only", action="store_true", help="execute the runs, not the report notebooks")
+    p.add_argument("--reports-only", action="store_true", help="only execute the report notebooks (into book/generated)")
+    p.add_argument("--force", action="store_true", help="redo runs whose results exist")
+    p.add_argument("--quick", action="store_true", help="tiny runs with a random mini-CLIP (tests)")
+    p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
+    p.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("bench", help="efficiency benchmark (Table 3): params, MACs, speed, memory -> results JSON")
+    from .bench import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -130,19 +130,63 @@ class ZegCLIP(nn.Module):
         ``class_idx`` selects the queried classes; by default the training classes in training mode and all
         classes in eval mode (as the official code does).
         """
+        return self._run(images, class_idx)["logits"]
+
+    def intermediates(
+        self, images: torch.Tensor, class_idx: torch.Tensor | Sequence[int] | None = None
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """One forward pass that also returns its intermediate tensors, for inspection (the walkthrough notebook).
+
+        ``out["logits"]`` equals ``self(images, class_idx)`` in eval mode (in training mode dropout draws differ);
+        call it under ``torch.no_grad()`` unless you want gradients.
+
+        Keys, for B images of size (H, W), patch grid (h, w), N = h*w, T prompts, C queried classes::
+
+            tokens         (B, 1 + N, width)      [CLS] + patch tokens with positions, after ln_pre (no prompts)
+            block_inputs   L x (B, 1 + T + N, width)  each ViT block's input (slots 1..T: that block's prompts)
+            block_outputs  L x (B, 1 + T + N, width)  each block's output (its prompt slots are discarded)
+            features       (B, d, h, w)           patch embeddings H, L2-normalised at every position
+            global         (B, d)                 [CLS] embedding g, L2-normalised
+            text           (C, d)                 class text embeddings t of the queried classes
+            class_idx      (C,)                   their ids in the vocabulary
+            descriptor     (B, C, k*d)            the un-projected query, e.g. [t*g, t] (k = 2)
+            queries        (B, C, D)              projected class queries
+            layer_masks    n_layers x (B, C, N)   each decoder layer's head-averaged attention logits
+            masks          (B, C, h, w)           the last layer's map (the prediction, as logits)
+            logits         (B, C, H, W)           ``masks`` resized to the input size
+        """
+        return self._run(images, class_idx, trace=True)
+
+    def _run(self, images: torch.Tensor, class_idx, trace: bool = False) -> dict:
+        """The forward pass: {"logits": (B, C, H, W)}, plus the intermediates when ``trace``."""
         check_images(images)
         if class_idx is None:
             class_idx = self.train_idx if self.training else None
-        text = self.class_embeddings if class_idx is None else self.class_embeddings[torch.as_tensor(class_idx, device=self.class_embeddings.device)]
-        features, global_embedding = self.backbone(images)
+        if class_idx is None:
+            class_idx = torch.arange(self.num_classes, device=self.class_embeddings.device)
+        class_idx = torch.as_tensor(class_idx, device=self.class_embeddings.device)
+        text = self.class_embeddings[class_idx]
+        out: dict = {}
+        features, global_embedding = self.backbone(images, trace=out if trace else None)
         b, d, h, w = features.shape
-        queries = self.queries(text, global_embedding)
-        masks = self.decoder(queries, features.flatten(2).transpose(1, 2))  # (B, C, h*w)
+        patches = features.flatten(2).transpose(1, 2)  # (B, h*w, d)
+        if trace:
+            descriptor = self.queries.describe(text, global_embedding)
+            queries = self.queries.proj(descriptor)
+            layer_masks = self.decoder(queries, patches, all_layers=True)
+            masks = layer_masks[-1]
+            out.update({"features": features, "global": global_embedding, "text": text, "class_idx": class_idx,
+                        "descriptor": descriptor, "queries": queries, "layer_masks": layer_masks})
+        else:
+            masks = self.decoder(self.queries(text, global_embedding), patches)  # (B, C, h*w)
         logits = masks.reshape(b, -1, h, w)
+        if trace:
+            out["masks"] = logits
         size = tuple(images.shape[-2:])
         if self.cfg.mask_size and size != (self.cfg.mask_size,) * 2:
             logits = F.interpolate(logits, size=(self.cfg.mask_size,) * 2, mode="bilinear", align_corners=False)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        out["logits"] = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return out
 
     def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
         """Sigmoid scores with the seen-class shift: (B, C_all, H, W) logits -> scores."""

@@ -210,7 +210,13 @@ def evaluate_run(run: RunConfig, checkpoint: str | Path | None = None, model=Non
             model = build_run_model(run)
         load_weights(model, ckpt)
         source = str(ckpt)
-    metrics = evaluate(model, dataset, progress=progress, limit=run.eval_limit)
+    # fully supervised: every class is trained (and calibrated) as seen, but mIoU(S)/mIoU(U) are still reported
+    # over the dataset's zero-shot split, as the paper's "fully supervised" rows are
+    from .factory import resolve_split
+
+    groups = resolve_split(dataclasses.replace(cfg, setting="inductive")) if cfg.setting == "fully" else None
+    metrics = evaluate(model, dataset, progress=progress, limit=run.eval_limit,
+                       seen=list(groups.seen) if groups else None, unseen=list(groups.unseen) if groups else None)
     per_class = metrics.pop("per_class", None)
     result = {
         "run": run.name,

@@ -53,6 +53,7 @@ class TrainConfig:
     full_checkpoints: bool = False  # also store the frozen CLIP weights
     seed: int = 0
     progress: bool = True
+    stop_at: int | None = None  # end after this iteration (the schedule still spans `iters`): a run's first part
 
     def __post_init__(self):
         if self.iters < 1 or self.batch_size < 1 or self.accumulation < 1:
@@ -61,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"batch_size {self.batch_size} is not divisible by accumulation {self.accumulation}")
         if self.self_training is not None and self.self_training not in ST_VARIANTS:
             raise ValueError(f"self_training must be None or one of {ST_VARIANTS}, got {self.self_training!r}")
+        if self.stop_at is not None and not 1 <= self.stop_at <= self.iters:
+            raise ValueError(f"stop_at must lie in [1, iters={self.iters}], got {self.stop_at}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
 
@@ -123,7 +126,8 @@ class PositionSeeded(Dataset):
     def __getitem__(self, item: tuple[int, int]):
         index, position = item
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + position) % (2**63))
+            # the CPU generator only: torch.manual_seed would also queue a (slow, stack-recording) CUDA reseed
+            torch.default_generator.manual_seed((self.seed * 1_000_003 + position) % (2**63))
             return self.dataset[index]
 
 
@@ -246,7 +250,8 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: str | os.
 
         progress = tqdm(total=cfg.iters, initial=start, desc="train", unit="it", dynamic_ncols=True)
     t_start, last_log = time.perf_counter(), {}
-    for it in range(start, cfg.iters):
+    end = cfg.stop_at or cfg.iters
+    for it in range(start, end):
         terms: dict[str, float] = {}
         for _ in range(cfg.accumulation):
             batch = next(batches)
@@ -268,17 +273,17 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: str | os.
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{lr:.2e}")
-            if done % cfg.log_every == 0 or done == cfg.iters:
+            if done % cfg.log_every == 0 or done == end:
                 last_log = {"iter": done, "lr": lr, **terms, "time": round(time.perf_counter() - t_start, 3)}
                 with open(log_path, "a") as f:
                     f.write(json.dumps(last_log) + "\n")
-            if done % cfg.every == 0 or done == cfg.iters:
+            if done % cfg.every == 0 or done == end:
                 save_checkpoint(out, done, model, optimizer, scheduler, extra={"seed": cfg.seed},
                                 full=cfg.full_checkpoints)
                 _prune(out, cfg.keep_checkpoints)
     if progress is not None:
         progress.close()
-    summary = {"iterations": cfg.iters, "resumed_from": start, "seconds": round(time.perf_counter() - t_start, 3),
+    summary = {"iterations": end, "resumed_from": start, "seconds": round(time.perf_counter() - t_start, 3),
                "last_log": last_log, "world_size": world, "micro_batch": micro, "device": str(device),
                "amp": str(amp) if amp else "off"}
     if rank == 0:

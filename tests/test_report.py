@@ -1,0 +1,334 @@
+"""The report layer (zegclip.report), the paper's numbers and the report notebooks.
+
+All result files here are TEST FIXTURES fabricated by `fake_result` (made-up metric values): they exercise the
+reading, aggregation and rendering code and are never a measurement.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pd = pytest.importorskip("pandas")
+
+from zegclip import report  # noqa: E402
+
+from conftest import SHARED_REFERENCE  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ("table2", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")
+CLASSES = ["red circle", "red square", "blue circle", "blue square", "green circle"]  # fixture classes
+SEEN, UNSEEN = [0, 1, 2], [3, 4]
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@dataclass
+class FakeEntry:
+    """Stands in for zegclip.reproduce.Entry (id, params, result_path)."""
+
+    id: str
+    params: dict = field(default_factory=dict)
+    notebook: str = "run"
+    tables: tuple = ()
+
+    def result_path(self, results_dir="results") -> Path:
+        return Path(results_dir) / self.params["profile"] / "runs" / f"{self.id}.json"
+
+
+def fake_params(**kw) -> dict:
+    base = {"profile": "mini", "dataset": "mini-voc", "setting": "inductive", "variant": "DPT+NEL+RD",
+            "query_format": None, "loss": None, "seed": 0, "iters": None, "eval_dataset": None, "data_root": None,
+            "weights": None, "samples": 0, "quick": False}
+    return {**base, **kw}
+
+
+def fake_result(run_id: str, params: dict, metrics: dict | None = None, iou: dict | None = None, samples=None) -> dict:
+    """A TEST FIXTURE run result (format of results/<profile>/runs/<id>.json) with made-up numbers."""
+    m = {k: 50.0 for k in report.METRICS}
+    m.update(metrics or {})
+    iou = iou or {}
+    per_class = [{"class": name, "id": i, "split": "seen" if i in SEEN else "unseen", "IoU": iou.get(i, 10.0 * i),
+                  "Acc": 50.0, "pixels": 100} for i, name in enumerate(CLASSES)]
+    out = {"run": run_id, "checkpoint": "fixture", "config": {},
+           "params": {k: v for k, v in params.items() if k != "profile"}, "seed": params.get("seed", 0),
+           "metrics": m, "per_class": per_class, "confmat": [], "timings": {}, "environment": {},
+           "class_names": CLASSES, "seen": SEEN, "unseen": UNSEEN}
+    if samples is not None:
+        out["samples"] = samples
+    return out
+
+
+def write(results_dir: Path, result: dict, profile: str = "mini") -> Path:
+    path = Path(results_dir) / profile / "runs" / f"{result['run']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    return path
+
+
+def seeds_entries(variant="DPT+NEL+RD", seeds=(0, 1, 2)) -> list[FakeEntry]:
+    return [FakeEntry(f"fx-{variant.lower().replace('+', '-')}-s{s}", fake_params(variant=variant, seed=s))
+            for s in seeds]
+
+
+# ------------------------------------------------------------------------------------------ aggregation
+def test_mean_and_sample_std_over_seeds(tmp_path):
+    entries = seeds_entries("DPT+NEL+RD") + seeds_entries("Fix")
+    for e, h in zip(entries, (10.0, 20.0, 40.0, 30.0, 30.0, 30.0)):
+        write(tmp_path, fake_result(e.id, e.params, {"hIoU": h, "pAcc": 90.0 + e.params["seed"]}))
+    rep = report.table_report("table5", "mini", tmp_path, entries=entries)
+    assert rep.ran and rep.found == 6 and rep.expected == 6 and not rep.problems
+    zeg = rep.row(variant="DPT+NEL+RD")
+    assert zeg["n"] == 3 and list(zeg["seeds"]) == [0, 1, 2]
+    assert zeg["hIoU"] == pytest.approx(70.0 / 3)  # (10 + 20 + 40) / 3
+    assert zeg["hIoU std"] == pytest.approx(math.sqrt(700.0 / 3))  # sum of squared deviations 4200/9, over n - 1 = 2
+    assert zeg["pAcc"] == pytest.approx(91.0) and zeg["pAcc std"] == pytest.approx(1.0)
+    assert rep.value("hIoU", variant="DPT+NEL+RD") == "23.3 ± 15.3"
+    assert rep.row(variant="Fix")["hIoU std"] == 0.0
+    assert rep.value("hIoU", variant="Fix") == "30.0 ± 0.0"
+    row = rep.frame.set_index("variant").loc["DPT+NEL+RD"]
+    assert row["n"] == 3 and row["hIoU"] == "23.3 ± 15.3" and row["paper hIoU"] == "84.3"
+    assert rep.numeric.set_index("variant").loc["Fix", "paper hIoU"] == 26.5
+
+
+def test_partial_seeds_nan_metrics_and_single_seed(tmp_path):
+    entries = seeds_entries("DPT")
+    write(tmp_path, fake_result(entries[0].id, entries[0].params, {"hIoU": 12.0, "mIoU(U)": float("nan")}))
+    write(tmp_path, fake_result(entries[2].id, entries[2].params, {"hIoU": 18.0, "mIoU(U)": 4.0}))
+    rep = report.table_report("table5", "mini", tmp_path, entries=entries)
+    r = rep.row(variant="DPT")
+    assert r["n"] == 2 and r["n_expected"] == 3
+    assert r["hIoU"] == pytest.approx(15.0) and r["hIoU std"] == pytest.approx(math.sqrt(18.0))
+    assert r["mIoU(U)"] == pytest.approx(4.0) and math.isnan(r["mIoU(U) std"])  # NaN left out; one value: no std
+    assert "1 of 3 runs have no result yet" in rep.note and entries[1].id in rep.note
+    assert report.fmt(4.0, math.nan, 1) == "4.0" and report.fmt(math.nan, math.nan, 2) == "n/a"
+    assert report.fmt(1.0, 2.0, 0) == "not run"
+
+
+def test_aggregate_groups_by_params_minus_seed():
+    a = [FakeEntry(f"a{s}", fake_params(query_format="t*g", seed=s, samples=8 * (s == 0))) for s in (0, 1)]
+    b = [FakeEntry("b0", fake_params(variant="DPT+NEL"))]  # its own format: t
+    results = {e.id: fake_result(e.id, e.params, {"hIoU": 1.0 + i}) for i, e in enumerate(a + b)}
+    frame = report.aggregate(a + b, results, ("hIoU",), by=("query_format",))
+    assert list(frame["query_format"]) == ["t*g", "t"] and list(frame["n"]) == [2, 1]
+    assert frame["hIoU"].tolist() == pytest.approx([1.5, 3.0])
+
+
+def test_per_class_mean_over_seeds_and_unseen_gain(tmp_path):
+    entries = [FakeEntry(f"fx-{st}-s{s}", fake_params(setting=st, seed=s))
+               for st in ("inductive", "transductive") for s in (0, 1)]
+    for e, (a, b) in zip(entries, ((10.0, 20.0), (30.0, 20.0), (40.0, 20.0), (40.0, 30.0))):
+        write(tmp_path, fake_result(e.id, e.params, iou={3: a, 4: b}))
+    frame, problems, note = report.per_class_frame("mini", tmp_path, entries=entries)
+    assert not problems and note is None and set(frame["class"]) == {CLASSES[3], CLASSES[4]}  # unseen only
+    ind = frame[frame["setting"] == "inductive"].set_index("class")
+    assert ind.loc[CLASSES[3], "IoU"] == 20.0 and ind.loc[CLASSES[3], "IoU std"] == pytest.approx(math.sqrt(200.0))
+    assert ind.loc[CLASSES[3], "n"] == 2
+    assert report.unseen_gain(frame, "mini-voc") == pytest.approx(((40 - 20) + (25 - 20)) / 2)
+    assert math.isnan(report.unseen_gain(frame, "mini-coco"))
+
+
+# ------------------------------------------------------------------------------------------ bad files
+def test_corrupt_and_foreign_json_reported_and_skipped(tmp_path):
+    entries = seeds_entries("FT", seeds=(0, 1))
+    runs = tmp_path / "mini" / "runs"
+    write(tmp_path, fake_result(entries[0].id, entries[0].params, {"hIoU": 20.0}))
+    (runs / f"{entries[1].id}.json").write_text('{"run": "truncated", "metrics": {')  # corrupt copy of an entry
+    (runs / "list.json").write_text("[1, 2, 3]")
+    (runs / "other-tool.json").write_text(json.dumps({"name": "not zegclip", "accuracy": 0.9}))
+    (runs / "renamed.json").write_text(json.dumps(fake_result("someone-else", entries[0].params)))
+    bad_metric = fake_result("bad-metric", entries[0].params)
+    bad_metric["metrics"]["hIoU"] = "high"
+    write(tmp_path, bad_metric)
+    (runs / "notes.txt").write_text("not JSON, not read")
+    results, problems = report.load_results(tmp_path, "mini")
+    assert [r["run"] for r in results] == [entries[0].id]
+    text = "\n".join(problems)
+    assert len(problems) == 5
+    for name, why in ((f"{entries[1].id}.json", "unreadable JSON"), ("list.json", "a JSON list"),
+                      ("other-tool.json", "missing key(s)"), ("renamed.json", "does not match the file name"),
+                      ("bad-metric.json", "non-numeric hIoU='high'")):
+        assert any(name in p and why in p for p in problems), (name, text)
+    rep = report.table_report("table5", "mini", tmp_path, entries=entries)
+    r = rep.row(variant="FT")
+    assert r["n"] == 1 and r["hIoU"] == 20.0  # the corrupt seed is never averaged
+    assert len(rep.problems) == 5 and "Skipped result files" in rep.markdown()
+
+
+def test_stale_result_with_other_params_is_skipped(tmp_path):
+    (e,) = seeds_entries("Fix", seeds=(0,))
+    write(tmp_path, fake_result(e.id, {**e.params, "iters": 10}, {"hIoU": 99.0}))
+    rep = report.table_report("table5", "mini", tmp_path, entries=[e])
+    assert not rep.ran and any("iters: 10 != None" in p for p in rep.problems)
+
+
+def test_not_run_state(tmp_path):
+    entries = seeds_entries("DPT+NEL+RD")
+    rep = report.table_report("table5", "paper", tmp_path, entries=[FakeEntry(e.id, {**e.params, "profile": "paper"})
+                                                                     for e in entries])
+    assert not rep.ran
+    assert rep.note == "profile `paper`: not run — python -m zegclip reproduce --profile paper --only table5"
+    assert rep.status() == rep.note and rep.note in rep.markdown()
+    row = rep.frame.iloc[0]
+    assert row["hIoU"] == "not run" and row["n"] == 0 and row["paper hIoU"] == "84.3"  # the paper's stay beside
+    assert report.not_run_note("mini", "table2").endswith("--profile mini --only table2")
+    frame, problems, note = report.per_class_frame("paper", tmp_path, entries=entries)
+    assert frame.empty and not problems and "not run" in note
+
+
+# ------------------------------------------------------------------------------------------ paper numbers
+def test_paper_numbers_spot_checks():
+    t2 = report.paper_numbers("table2")
+    zeg = {r["id"]: r for r in t2["rows"] if "id" in r}
+    assert zeg["zegclip-inductive"]["voc"] == [94.6, 91.9, 77.8, 84.3]
+    assert zeg["zegclip-st-dagger"]["coco"][3] == 48.5 and zeg["zegclip-fully"]["context"][2] == 78.7
+    t4 = {r["format"]: r["values"] for r in report.paper_numbers("table4")["rows"]}
+    assert t4["[t*g,t]"][3] == 84.3 and t4["t+g"][3] == 24.1
+    from zegclip.config import TABLE5_VARIANTS
+    from zegclip.queries import QUERY_FORMATS
+
+    assert list(t4) == list(QUERY_FORMATS)
+    t5 = report.paper_numbers("table5")["rows"]
+    assert [r["variant"] for r in t5] == list(TABLE5_VARIANTS)
+    assert t5[-1]["voc"][3] == 84.3 and t5[0]["coco"][3] == 16.2
+    t6 = {(r["dataset"], r["loss"]): r["values"][3] for r in report.paper_numbers("table6")["rows"]}
+    assert t6 == {("voc", "plain"): 80.9, ("voc", "plus"): 84.3, ("coco", "plain"): 38.9, ("coco", "plus"): 40.8,
+                  ("context", "plain"): 46.5, ("context", "plus"): 49.9}
+    t7 = report.paper_numbers("table7")["rows"]
+    assert [r["values"] for r in t7 if r["target"] == "voc" and r.get("setting") == "inductive"] == [[96.9, 93.6, 96.4]]
+    assert report.paper_numbers("figure1")["values_in_text"] is False
+    assert report.paper_numbers("figure5")["values_in_text"] is False
+    frame = report.paper_frame("table2")
+    hit = frame[(frame["id"] == "zegclip-inductive") & (frame["column"] == "voc") & (frame["metric"] == "hIoU")]
+    assert hit["value"].tolist() == [84.3]
+    assert hit["source"].iloc[0] == "Table 2 / Inductive / ZegCLIP (Ours) / PASCAL VOC 2012 / hIoU"
+    with pytest.raises(KeyError, match="no 'table9'"):
+        report.paper_numbers("table9")
+
+
+def test_paper_hiou_is_harmonic_mean_except_documented_cells():
+    known = {("Inductive", "CaGNet [17]", "coco"), ("Inductive", "CaGNet [17]", "context"),
+             ("Transductive", "STRICT [34]", "coco"), ("Transductive", "zsseg+ST [49]", "voc"),
+             ("Fully Supervised", "ZegCLIP (Ours)", "context")}  # listed in the YAML's table2 note
+    for table in ("table2", "table5"):
+        entry = report.paper_numbers(table)
+        for row in entry["rows"]:
+            for col in entry["columns"]:
+                _, s, u, h = row[col]
+                if None in (s, u, h) or (row.get("section"), row["row"], col) in known:
+                    continue
+                assert abs(2 * s * u / (s + u) - h) < 0.15, (table, row["row"], col)
+    for table in ("table4", "table6"):
+        for row in report.paper_numbers(table)["rows"]:
+            _, s, u, h = row["values"]
+            assert abs(2 * s * u / (s + u) - h) < 0.15, (table, row["row"])
+
+
+def test_paper_numbers_match_fact_sheet():
+    sheet = SHARED_REFERENCE / "zegclip-reference.md"
+    if not sheet.is_file():
+        pytest.skip(f"{sheet} is not available")
+    text = sheet.read_text().split("## 15.")[1].split("## 16.")[0]
+    zeg = {r["id"]: r for r in report.paper_numbers("table2")["rows"] if "id" in r}
+    for label, ident in (("Inductive ZegCLIP", "zegclip-inductive"), ("ZegCLIP + ST (all", "zegclip-st-all"),
+                         ("†ZegCLIP + ST", "zegclip-st-dagger"), ("Fully supervised", "zegclip-fully")):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {label}"))
+        cells = [[float(x) for x in c.split(" / ")] for c in line.strip("|").split("|")[1:]]
+        assert cells == [zeg[ident][k] for k in ("voc", "coco", "context")], label
+    t4 = [r["values"][3] for r in report.paper_numbers("table4")["rows"]]
+    block = text.split("Table 4")[1].split("Table 6")[0]
+    assert [float(x) for x in re.findall(r"\|\s*\**(\d+\.\d)\**\s*\|", block)] == t4
+
+
+# ------------------------------------------------------------------------------------------ notebooks
+def _png(path: Path, array, palette=True) -> str:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(array, dtype=np.uint8)
+    img = Image.fromarray(arr, mode="P" if palette else "RGB")
+    if palette:
+        img.putpalette([v for c in range(256) for v in ((40 * c) % 256, (90 * c) % 256, (150 * c) % 256)])
+    img.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def fabricated(tmp_path_factory) -> Path:
+    """A results dir with a TEST FIXTURE result for every mini registry run the report notebooks read."""
+    import numpy as np
+
+    reproduce = pytest.importorskip("zegclip.reproduce")
+    root = tmp_path_factory.mktemp("fabricated-results")
+    entries = {e.id: e for e in reproduce.expand("mini", NOTEBOOKS)}  # merged: a run read by several tables
+    prof = root / "mini"
+    label = np.tile(np.arange(5, dtype=np.uint8), (10, 2))
+    label[0, :] = 255
+    _png(prof / "samples" / "mini-voc" / "image_0.png", np.full((10, 10, 3), 128), palette=False)
+    _png(prof / "samples" / "mini-voc" / "label_0.png", label)
+    for i, (ident, e) in enumerate(entries.items()):
+        samples = None
+        if e.params["samples"]:
+            _png(prof / "samples" / ident / "pred_0.png", np.roll(label, i, axis=1))
+            samples = [{"image": "samples/mini-voc/image_0.png", "label": "samples/mini-voc/label_0.png",
+                        "pred": f"samples/{ident}/pred_0.png"}]
+        metrics = {k: 5.0 + (i * 7 + j * 3) % 60 for j, k in enumerate(report.METRICS)}
+        write(root, fake_result(ident, e.params, metrics, {3: 10.0 + i % 7, 4: 20.0 + i % 5}, samples))
+    return root
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """One kernel for the module's notebook runs (its namespace is reset before each): imports are paid once."""
+    manager = pytest.importorskip("jupyter_client.manager")
+    km = manager.KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(REPO))
+    yield km
+    km.shutdown_kernel(now=True)
+
+
+def _execute(name: str, results_dir: Path, out: Path, km=None) -> str:
+    """Run notebooks/<name>.ipynb with papermill (in ``km``'s kernel after a namespace reset, or a fresh one)."""
+    papermill = pytest.importorskip("papermill")
+    if km is not None:
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            reply = kc.execute_interactive("%reset -f", timeout=60, output_hook=lambda msg: None)
+            assert reply["content"]["status"] == "ok"
+        finally:
+            kc.stop_channels()
+    papermill.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                               parameters={"profile": "mini", "results_dir": str(results_dir)}, kernel_name="python3",
+                               cwd=str(REPO), progress_bar=False, km=km)
+    nb = json.loads((out / f"{name}.ipynb").read_text())
+    assert nb["cells"][1]["metadata"].get("tags") == ["parameters"]
+    return json.dumps([c.get("outputs", []) for c in nb["cells"] if c["cell_type"] == "code"])
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_without_results(name, tmp_path, kernel):
+    outputs = _execute(name, tmp_path / "empty", tmp_path, kernel)
+    assert f"profile `mini`: not run" in outputs and f"--only {name}" in outputs
+    assert "image/png" not in outputs  # nothing drawn without results
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_with_fabricated_results(name, fabricated, tmp_path, kernel):
+    outputs = _execute(name, fabricated, tmp_path, kernel)
+    assert "not run" not in outputs and "Skipped result files" not in outputs
+    if name.startswith("figure") or name in ("table2", "table4", "table5"):
+        assert "image/png" in outputs
+    if name == "table5":
+        assert "table5_zegclip_hiou" in outputs and "table5_spearman_hiou" in outputs
+
+
+def test_notebook_in_a_fresh_kernel(fabricated, tmp_path):
+    """As `python -m zegclip reproduce` runs them: a new kernel per notebook (the others share one for speed)."""
+    outputs = _execute("figure4", fabricated, tmp_path)
+    assert "image/png" in outputs and "Unseen classes" in outputs

@@ -1,0 +1,148 @@
+"""The experiment registry, run ids, skip/resume logic and papermill batch execution (reproduce)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zegclip import reproduce as rp
+
+
+def test_registry_expands_every_table_of_both_profiles():
+    mini = rp.expand("mini")
+    ids = [e.id for e in mini]
+    assert len(ids) == len(set(ids)) == 56
+    assert [(e.id, e.notebook) for e in rp.runs_for("mini", "table3")] == [("bench-cpu", "bench")]
+    table5 = rp.runs_for("mini", "table5")
+    assert len(table5) == 36 and {e.params["seed"] for e in table5} == {0, 1, 2}
+    assert len(rp.runs_for("mini", "table4")) == 12
+    # ZegCLIP seed 0 is shared by Tables 2, 4, 5, 6 and Figures 1, 4, 5 and keeps the largest sample count
+    zeg = next(e for e in mini if e.id == "mini-voc-dpt-nel-rd-inductive-s0")
+    assert set(zeg.tables) == {"table5", "figure1", "table4", "table6", "table2", "figure5", "figure4"}
+    assert zeg.params["samples"] == 8
+    assert zeg.result_path("results") == Path("results/mini/runs/mini-voc-dpt-nel-rd-inductive-s0.json")
+    paper = rp.expand("paper")
+    assert {e.params["dataset"] for e in paper if e.notebook == "run"} == {"voc", "coco", "context"}
+    assert {e.id for e in rp.runs_for("paper", "table7")} == {
+        "coco-dpt-nel-rd-inductive-to-voc-s0", "coco-dpt-nel-rd-transductive-to-voc-s0",
+        "coco-dpt-nel-rd-inductive-to-context-s0", "coco-dpt-nel-rd-transductive-to-context-s0"}
+
+
+@pytest.mark.parametrize("params, variant, fmt, loss, ident", [
+    ({"variant": "DPT+NEL+RD", "query_format": "t"}, "DPT+NEL", None, None, "mini-voc-dpt-nel-inductive-s0"),
+    ({"variant": "DPT", "query_format": "[t⊙g, t]"}, "DPT+RD", None, None, "mini-voc-dpt-rd-inductive-s0"),
+    ({"variant": "FT+NEL", "loss": "el"}, "FT", None, None, "mini-voc-ft-inductive-s0"),
+    ({"variant": "Fix", "loss": "plus"}, "Fix+NEL", None, None, "mini-voc-fix-nel-inductive-s0"),
+    ({"variant": "DPT+NEL+RD", "query_format": "|t-g|", "seed": 2}, "DPT+NEL+RD", "|t-g|", None,
+     "mini-voc-dpt-nel-rd-inductive-qatmga-s2"),
+    ({"variant": "DPT+NEL+RD", "loss": "plain", "dataset": "mini-coco"}, "DPT+NEL+RD", None, "plain",
+     "mini-coco-dpt-nel-rd-inductive-plain-s0"),
+])
+def test_equal_runs_get_equal_canonical_ids(params, variant, fmt, loss, ident):
+    p = rp.normalise_params(params)
+    assert (p["variant"], p["query_format"], p["loss"]) == (variant, fmt, loss)
+    assert rp.run_id(p) == ident
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"variant": "XL"}, "unknown variant"),
+    ({"setting": "semi"}, "unknown setting"),
+    ({"loss": "hinge"}, "unknown loss"),
+    ({"query_format": "t/g"}, "unknown query format"),
+    ({"lr": 1.0}, "unknown run parameter"),
+])
+def test_bad_parameters_are_named(params, message):
+    with pytest.raises(ValueError, match=message):
+        rp.normalise_params(params)
+
+
+def _registry(tmp_path: Path, groups: list, profile: str = "mini") -> Path:
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "profiles": {profile: {"defaults": {}}}, "groups": {profile: groups}}))
+    return path
+
+
+def test_registry_errors_name_the_problem(tmp_path):
+    bad_param = _registry(tmp_path, [{"tables": ["table5"], "matrix": {"varaint": ["Fix"]}}])
+    with pytest.raises(ValueError, match=r"groups.mini\[0\]: unknown parameter\(s\) \['varaint'\]"):
+        rp.load_registry(bad_param)
+    bad_table = _registry(tmp_path, [{"tables": ["table9"], "matrix": {"seed": [0]}}])
+    with pytest.raises(ValueError, match="table9"):
+        rp.load_registry(bad_table)
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        rp.expand("gpu")
+    with pytest.raises(ValueError, match="unknown table/figure"):
+        rp.expand("mini", only=["table8"])
+    with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
+        rp.load_registry(tmp_path / "nowhere.yaml")
+
+
+def test_run_notebook_parameters_match_the_package():
+    params = rp.notebook_parameters(rp.NOTEBOOKS / "run.ipynb")
+    assert params == {**rp.RUN_DEFAULTS, "results_dir": "results", "run_id": None, "force": False}
+
+
+def test_transductive_run_starts_from_the_inductive_half_way_checkpoint():
+    spec = rp.run_spec({"setting": "transductive", "seed": 1}, "runs")
+    inductive = rp.run_spec({"setting": "inductive", "seed": 1}, "runs")
+    half = inductive["train"]["iters"] // 2
+    assert spec["train"]["init_from"] == f"runs/mini/mini-voc-dpt-nel-rd-inductive-s1/checkpoints/iter_{half:07d}"
+    assert spec["train"]["iters"] == inductive["train"]["iters"] - half
+    assert spec["train"]["self_training"] == "dagger"
+    assert inductive["train"]["checkpoint_every"] == half
+
+
+def test_cross_dataset_evaluation_counts_every_target_class_as_seen():
+    params = {"dataset": "mini-coco", "eval_dataset": "mini-voc-b"}
+    train = rp.run_spec(params, "runs")
+    ev = rp.eval_spec(params, train)
+    assert train["model"]["preset"] == "mini-coco" and train["data"]["dataset"] == "mini-coco"
+    assert ev["model"]["preset"] == "mini-voc" and ev["data"]["dataset"] == "mini-voc-b"
+    assert ev["model"]["unseen"] == [] and ev["model"]["encoder"]["num_prompts"] == 20
+
+
+def test_quick_batch_runs_skips_finished_work_and_records_failures(tmp_path, monkeypatch):
+    """Two quick runs through papermill; a rerun does nothing; a failing run keeps its executed notebook."""
+    monkeypatch.chdir(tmp_path)
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(yaml.safe_dump({
+        "version": 1,
+        "profiles": {"mini": {"defaults": {"dataset": "mini-voc"}}, "paper": {"defaults": {"dataset": "voc"}}},
+        "groups": {
+            "mini": [{"tables": ["table5"], "matrix": {"variant": ["Fix"], "seed": [0]}, "params": {"samples": 1}}],
+            "paper": [{"tables": ["table5"], "matrix": {"variant": ["Fix"]}, "params": {"data_root": str(tmp_path / "none")}}],
+        }}))
+    results = Path("results")
+    summary = rp.reproduce("mini", results_dir=results, quick=True, runs_only=True, registry=registry)
+    assert summary["ran"] == ["mini-voc-fix-inductive-s0-quick"] and not summary["failed"]
+    result = json.loads((results / "mini/runs/mini-voc-fix-inductive-s0-quick.json").read_text())
+    assert result["params"]["variant"] == "Fix" and result["params"]["quick"] is True
+    assert set(result["metrics"]) >= {"pAcc", "mIoU(S)", "mIoU(U)", "hIoU"}
+    assert result["unseen"] == [0, 5, 10, 15, 16] and len(result["class_names"]) == 20
+    assert result["environment"]["versions"]["torch"] and result["seed"] == 0
+    sample = result["samples"][0]
+    assert all((results / "mini" / sample[k]).is_file() for k in ("image", "label", "pred"))
+    again = rp.reproduce("mini", results_dir=results, quick=True, runs_only=True, registry=registry)
+    assert again["ran"] == [] and again["skipped"] == ["mini-voc-fix-inductive-s0-quick"]
+    # a corrupt result is redone, never trusted
+    (results / "mini/runs/mini-voc-fix-inductive-s0-quick.json").write_text("{not json")
+    assert not rp.is_done(rp.Entry("mini-voc-fix-inductive-s0-quick", "run", {**rp.expand("mini", registry=registry)[0].params, "quick": True}), results)
+
+    failed = rp.reproduce("paper", results_dir=results, runs_only=True, registry=registry)
+    assert list(failed["failed"]) == ["voc-fix-inductive-s0"]
+    assert "none" in failed["failed"]["voc-fix-inductive-s0"]  # the one-line error names the missing folder
+    assert (results / "paper/failed/voc-fix-inductive-s0.ipynb").is_file()
+    assert json.loads((results / "paper/reproduce.json").read_text())["failed"]
+
+
+def test_cli_lists_runs_and_rejects_unknown_profiles(capsys):
+    from zegclip.cli import main
+
+    assert main(["reproduce", "--profile", "mini", "--only", "table7", "--list", "--results-dir", "/nonexistent"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["todo  mini-coco-dpt-nel-rd-inductive-to-mini-voc-b-s0",
+                   "todo  mini-coco-dpt-nel-rd-transductive-to-mini-voc-b-s0"]
+    assert main(["reproduce", "--profile", "laptop"]) == 2
+    assert "unknown profile 'laptop'" in capsys.readouterr().err
