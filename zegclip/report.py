@@ -310,6 +310,14 @@ def _mean_std(values: Iterable[float]) -> tuple[float, float]:
     return mean, std
 
 
+def _seed_groups(entries: Sequence) -> list[tuple[dict, list]]:
+    """Entries grouped by their effective parameters minus seed: [(params, members)], in registry order."""
+    groups: dict[tuple, list] = {}
+    for e in entries:
+        groups.setdefault(_key(effective_params(e.params)), []).append(e)
+    return [(effective_params(members[0].params), members) for members in groups.values()]
+
+
 def aggregate(entries: Sequence, results: Sequence[dict] | dict[str, dict], metrics: Sequence[str] = METRICS,
               by: Sequence[str] = ()) -> pd.DataFrame:
     """One row per group of entries whose parameters differ only in seed (or other ``NOT_IN_KEY`` names).
@@ -320,12 +328,8 @@ def aggregate(entries: Sequence, results: Sequence[dict] | dict[str, dict], metr
     """
     if not isinstance(results, dict):
         results, _ = _match(entries, results)
-    groups: dict[tuple, list] = {}
-    for e in entries:
-        groups.setdefault(_key(effective_params(e.params)), []).append(e)
     rows = []
-    for members in groups.values():
-        p = effective_params(members[0].params)
+    for p, members in _seed_groups(entries):
         have = [results[e.id] for e in members if e.id in results]
         row: dict[str, Any] = {b: p.get(b) for b in by}
         row.update(n=len(have), n_expected=len(members),
@@ -503,12 +507,8 @@ def per_class_frame(profile: str = "mini", results_dir: str | Path = "results", 
         entries, missing_note = _entries(profile, table, registry)
     results, problems = load_results(results_dir, profile, "runs")
     found, stale = _match(entries, results)
-    groups: dict[tuple, list] = {}
-    for e in entries:
-        groups.setdefault(_key(effective_params(e.params)), []).append(e)
     rows = []
-    for members in groups.values():
-        p = effective_params(members[0].params)
+    for p, members in _seed_groups(entries):
         have = [found[e.id] for e in members if e.id in found]
         classes: dict[str, list[dict]] = {}
         for r in have:
