@@ -13,7 +13,7 @@ from zegclip import reproduce as rp
 def test_registry_expands_every_table_of_both_profiles():
     mini = rp.expand("mini")
     ids = [e.id for e in mini]
-    assert len(ids) == len(set(ids)) == 56
+    assert len(ids) == len(set(ids)) == 58
     assert [(e.id, e.notebook) for e in rp.runs_for("mini", "table3")] == [("bench-cpu", "bench")]
     table5 = rp.runs_for("mini", "table5")
     assert len(table5) == 36 and {e.params["seed"] for e in table5} == {0, 1, 2}
@@ -52,6 +52,8 @@ def test_equal_runs_get_equal_canonical_ids(params, variant, fmt, loss, ident):
     ({"loss": "hinge"}, "unknown loss"),
     ({"query_format": "t/g"}, "unknown query format"),
     ({"lr": 1.0}, "unknown run parameter"),
+    ({"self_training": "some"}, "unknown self_training"),
+    ({"self_training": "all"}, "needs setting=transductive"),
 ])
 def test_bad_parameters_are_named(params, message):
     with pytest.raises(ValueError, match=message):
@@ -82,6 +84,16 @@ def test_registry_errors_name_the_problem(tmp_path):
 def test_run_notebook_parameters_match_the_package():
     params = rp.notebook_parameters(rp.NOTEBOOKS / "run.ipynb")
     assert params == {**rp.RUN_DEFAULTS, "results_dir": "results", "run_id": None, "force": False}
+
+
+def test_self_training_variant_names_the_run_and_the_train_config():
+    dagger = rp.normalise_params({"setting": "transductive", "self_training": "dagger"})
+    assert dagger["self_training"] is None and rp.run_id(dagger) == "mini-voc-dpt-nel-rd-transductive-s0"
+    every = {"setting": "transductive", "self_training": "all"}
+    assert rp.run_id(every) == "mini-voc-dpt-nel-rd-transductive-st-all-s0"
+    spec = rp.run_spec(every, "runs")
+    assert spec["train"]["self_training"] == "all"
+    assert spec["train"]["init_from"].startswith("runs/mini/mini-voc-dpt-nel-rd-inductive-s0/")
 
 
 def test_transductive_run_starts_from_the_inductive_half_way_checkpoint():

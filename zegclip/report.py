@@ -42,7 +42,7 @@ PAPER_DATASET = {"voc": "voc", "coco": "coco", "context": "context",
                  "mini-voc": "voc", "mini-coco": "coco", "mini-voc-b": "voc"}
 # rows of each table: the registry parameters that tell them apart, and the metrics shown
 REPORT_TABLES: dict[str, dict[str, Any]] = {
-    "table2": {"by": ("dataset", "setting"), "metrics": TABLE_METRICS},
+    "table2": {"by": ("dataset", "setting", "self_training"), "metrics": TABLE_METRICS},
     "table4": {"by": ("query_format",), "metrics": TABLE_METRICS},
     "table5": {"by": ("variant",), "metrics": TABLE_METRICS},
     "figure1": {"by": ("variant",), "metrics": TABLE_METRICS},
@@ -206,7 +206,8 @@ def _paper_lookup(table: str, p: dict) -> tuple[dict[str, float | None], str]:
         return dict(zip(entry["metrics"], values)), f"{name} / {row['row']}{col}"
 
     for row in entry.get("rows", []):
-        if key == "table2" and row.get("setting") == p.get("setting") and dataset in entry["columns"]:
+        if (key == "table2" and row.get("setting") == p.get("setting") and dataset in entry["columns"]
+                and row.get("self_training", "-") == p.get("self_training")):
             return found(row, dataset)
         if key == "table4" and dataset == "voc" and row["format"] == p.get("query_format"):
             return found(row)
@@ -258,6 +259,8 @@ def effective_params(params: dict) -> dict:
     from .config import variant_overrides
 
     p = dict(params)
+    if "setting" in p:  # which pixels self-training labels: the official † ("dagger") unless "all"; "-" otherwise
+        p["self_training"] = (p.get("self_training") or "dagger") if p["setting"] == "transductive" else "-"
     if p.get("variant"):
         own = variant_overrides(p["variant"])
         if p.get("query_format") is None:

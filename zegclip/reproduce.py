@@ -37,6 +37,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "profile": "mini",
     "dataset": "mini-voc",  # training preset/dataset: mini-voc, mini-coco, voc, coco, context
     "setting": "inductive",  # inductive | transductive (self-training, official †) | fully
+    "self_training": None,  # transductive only: None/"dagger" (official †: unseen-GT pixels) or "all" (every unlabelled pixel)
     "variant": "DPT+NEL+RD",  # a Table 5 variant; DPT+NEL+RD is ZegCLIP
     "query_format": None,  # one of the 12 formats of Table 4 (None: the variant's own)
     "loss": None,  # el | plain | plus (None: the variant's own)
@@ -150,6 +151,11 @@ def normalise_params(params: dict) -> dict:
         raise ValueError(f"unknown setting {p['setting']!r}; use inductive, transductive or fully")
     if p["loss"] is not None and p["loss"] not in ("el", "plain", "plus"):
         raise ValueError(f"unknown loss {p['loss']!r}; use el, plain or plus")
+    if p["self_training"] not in (None, "dagger", "all"):
+        raise ValueError(f"unknown self_training {p['self_training']!r}; use dagger (official) or all")
+    if p["self_training"] is not None and p["setting"] != "transductive":
+        raise ValueError(f"self_training={p['self_training']!r} needs setting=transductive, not {p['setting']!r}")
+    p["self_training"] = None if p["self_training"] == "dagger" else p["self_training"]
     own = variant_overrides(p["variant"])  # validates the name
     encoder = own["encoder"]["mode"]
     fmt = canonical_format(p["query_format"]) if p["query_format"] is not None else own["query_format"]
@@ -168,6 +174,8 @@ def run_id(params: dict) -> str:
     """A readable id from the parameters that change a run's result, e.g. ``mini-voc-dpt-nel-rd-inductive-s0``."""
     p = normalise_params(params)
     parts = [p["dataset"], p["variant"].lower().replace("+", "-"), p["setting"]]
+    if p["self_training"]:
+        parts.append("st-" + p["self_training"])
     if p["query_format"] is not None:
         parts.append("q" + _slug(p["query_format"]))
     if p["loss"] is not None:
@@ -306,12 +314,12 @@ def run_spec(params: dict, runs_root: str | Path = "runs") -> dict:
         p = {**p, "eval_dataset": None}
     spec = mini_spec(p, out_root) if p["profile"] == "mini" else paper_spec(p, out_root)
     if p["setting"] == "transductive":
-        first = {**p, "setting": "inductive"}
+        first = {**p, "setting": "inductive", "self_training": None}
         ind = mini_spec(first, out_root) if p["profile"] == "mini" else paper_spec(first, out_root)
         half = max(1, ind["train"]["iters"] // 2)
         spec["train"]["iters"] = max(1, ind["train"]["iters"] - half)
         spec["train"]["checkpoint_every"] = spec["train"]["iters"]
-        spec["train"]["self_training"] = "dagger"
+        spec["train"]["self_training"] = p["self_training"] or "dagger"
         spec["train"]["init_from"] = str(Path(ind["output_dir"]) / "checkpoints" / f"iter_{half:07d}")
     return spec
 
@@ -414,7 +422,7 @@ def _ensure_half(p: dict, runs_root, half: Path) -> None:
 
     if (half / "state.json").is_file():
         return
-    spec = run_spec({**p, "setting": "inductive"}, runs_root)
+    spec = run_spec({**p, "setting": "inductive", "self_training": None}, runs_root)
     spec["train"]["stop_at"] = int(half.name.split("_")[1])
     _train(run_from_dict(spec))
 
@@ -509,7 +517,7 @@ def is_done(entry: Entry, results_dir: str | Path) -> bool:
         return False
     if entry.notebook != "run":
         return old.get("params", {}) == {**old.get("params", {}), **entry.params}
-    if old.get("params") != {k: entry.params[k] for k in RUN_DEFAULTS}:
+    if {**RUN_DEFAULTS, **(old.get("params") or {})} != {k: entry.params[k] for k in RUN_DEFAULTS}:
         return False
     from .run import run_from_dict
 
