@@ -158,3 +158,12 @@ def test_cli_lists_runs_and_rejects_unknown_profiles(capsys):
                    "todo  mini-coco-dpt-nel-rd-transductive-to-mini-voc-b-s0"]
     assert main(["reproduce", "--profile", "laptop"]) == 2
     assert "unknown profile 'laptop'" in capsys.readouterr().err
+
+
+def test_only_keeps_the_parameters_a_run_has_for_every_table():
+    """--only table2 must not drop the samples that Figure 4 asks of the same run (it would redo it)."""
+    full = {e.id: e.params for e in rp.expand("mini")}
+    for e in rp.expand("mini", only=["table2"]):
+        assert e.params == full[e.id]
+    assert next(e for e in rp.expand("mini", only=["table2"])
+                if e.id == "mini-voc-dpt-nel-rd-inductive-s0").params["samples"] == 8

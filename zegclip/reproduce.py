@@ -199,10 +199,8 @@ def expand(profile: str, only: Iterable[str] | None = None, registry: dict | str
         raise ValueError(f"unknown table/figure {sorted(bad)}; known: {list(REPORTS)}")
     defaults = dict(reg["profiles"][profile].get("defaults") or {})
     entries: dict[str, Entry] = {}
-    for group in reg["groups"].get(profile) or []:
+    for group in reg["groups"].get(profile) or []:  # all groups first: a run's params merge over every table
         tables = tuple(group["tables"])
-        if only and not only & set(tables):
-            continue
         notebook = group.get("notebook", "run")
         matrix = group.get("matrix") or {}
         keys = list(matrix)
@@ -224,7 +222,7 @@ def expand(profile: str, only: Iterable[str] | None = None, registry: dict | str
                 entries[ident] = Entry(ident, notebook, merged, tuple(dict.fromkeys(old.tables + tables)))
             else:
                 entries[ident] = Entry(ident, notebook, params, tables)
-    return list(entries.values())
+    return [e for e in entries.values() if not only or only & set(e.tables)]
 
 
 def runs_for(profile: str, table: str, registry: dict | str | Path | None = None) -> list[Entry]:
