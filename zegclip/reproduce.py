@@ -49,7 +49,6 @@ RUN_DEFAULTS: dict[str, Any] = {
     "samples": 0,  # evaluation images whose prediction is saved as PNG (Figure 4)
     "quick": False,  # a few iterations with a random mini-CLIP: for tests
 }
-INJECTED = ("results_dir", "run_id")  # set by reproduce for every registry notebook
 REPORTS = ("table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")
 LEARN = ("walkthrough",)
 
@@ -332,9 +331,9 @@ def eval_spec(params: dict, train_spec: dict) -> dict:
     from .config import get_config
 
     source = get_config(train_spec["model"]["preset"])
-    model.update({"preset": preset, "setting": "fully", "encoder": {"num_prompts": source.encoder.num_prompts,
-                                                                       **model.get("encoder", {})}})
-    model["encoder"]["num_prompts"] = source.encoder.num_prompts
+    # the source's prompt count (checkpoint shapes), the target's classes
+    model.update({"preset": preset, "setting": "fully",
+                  "encoder": {**model.get("encoder", {}), "num_prompts": source.encoder.num_prompts}})
     model["unseen"] = []  # every target class counts as seen (official coco-to-voc: unseen = [], mIoU(U) is NaN)
     spec["model"] = model
     spec["data"] = {**spec["data"], "dataset": target}
@@ -379,7 +378,7 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     result["seen"], result["unseen"] = list(split.seen), list(split.unseen)
     if p["samples"]:
         result["samples"] = save_samples(evaluated, final, Path(results_dir) / p["profile"], ident, p["samples"])
-    write_json_atomic(path, _finite(result))
+    write_json_atomic(path, _json_ready(result))
     return result
 
 
@@ -425,12 +424,12 @@ def _ensure_half(p: dict, runs_root, half: Path) -> None:
     _train(run_from_dict(spec))
 
 
-def _finite(obj):
-    """JSON-safe: NaN stays NaN (Python's json writes it), numpy scalars become floats."""
+def _json_ready(obj):
+    """JSON-ready: tensors/numpy scalars become Python numbers (NaN stays NaN: Python's json writes it)."""
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [_json_ready(v) for v in obj]
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
         return obj.item()
     return obj
@@ -558,10 +557,7 @@ def _hide_injected(path: Path) -> None:
 
 def _kernel_name() -> str:
     """A kernelspec that runs this interpreter (installed once per environment, user-level)."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
     name = "zegclip-python"
-    ksm = KernelSpecManager()
     spec_dir = Path(sys.prefix) / "share" / "jupyter" / "kernels" / name
     kernel_json = spec_dir / "kernel.json"
     want = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -569,7 +565,6 @@ def _kernel_name() -> str:
     if not kernel_json.is_file() or json.loads(kernel_json.read_text()) != want:
         spec_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(kernel_json, want)
-    del ksm
     return name
 
 
@@ -588,8 +583,7 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
         todo = []
         for e in entries:
             if quick:  # tiny runs under their own ids: never mixed with real results
-                params = {**e.params, "quick": True} if e.notebook == "run" else {**e.params, "quick": True}
-                e = Entry(e.id + "-quick", e.notebook, params, e.tables)
+                e = Entry(e.id + "-quick", e.notebook, {**e.params, "quick": True}, e.tables)
             if not force and is_done(e, results_dir):
                 summary["skipped"].append(e.id)
             else:
