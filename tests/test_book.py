@@ -29,7 +29,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "book" / "generated"
-REPORTS = ("table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")
+REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")
 PAGES = REPORTS + ("walkthrough",)
 # The environment of the session, before any fixture changes it (the notebooks need the real mini-CLIP cache).
 ENV = dict(os.environ)

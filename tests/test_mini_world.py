@@ -65,9 +65,9 @@ def test_packaged_mini_splits():
     assert set(coco.unseen_names) == {"red star", "green cross", "orange circle", "dark dots"}
     for s in (voc, coco):
         assert s.ignore_index == 255 and s.reduce_zero_label is False and s.embedding_file is None
-        assert "mini world" in s.source and "generator version 2" in s.source
+        assert "mini world" in s.source and "generator version 3" in s.source
         check_compositional(s)  # passes
-    assert GENERATOR_VERSION == 2  # version 2: shape surface patterns
+    assert GENERATOR_VERSION == 3  # version 3: shape surface patterns identifiable inside one patch
 
 
 def test_impossible_split_names_class_and_attribute():
@@ -265,6 +265,9 @@ def test_mini_segmentation_items():
         MiniSegmentation("mini-voc", "test")
     with pytest.raises(ValueError, match="size"):
         MiniSegmentation("mini-voc", size=0)
+    assert len(MiniSegmentation("mini-voc", size=3, generator=GENERATOR_VERSION)) == 3
+    with pytest.raises(ValueError, match=f"generator.*version 2.*version {GENERATOR_VERSION}"):
+        MiniSegmentation("mini-voc", size=3, generator=2)
 
 
 def test_train_val_disjoint_and_seeded():

@@ -8,19 +8,20 @@ import pytest
 import yaml
 
 from zegclip import reproduce as rp
+from zegclip.mini.world import GENERATOR_VERSION
 
 
 def test_registry_expands_every_table_of_both_profiles():
     mini = rp.expand("mini")
     ids = [e.id for e in mini]
-    assert len(ids) == len(set(ids)) == 58
+    assert len(ids) == len(set(ids)) == 70
     assert [(e.id, e.notebook) for e in rp.runs_for("mini", "table3")] == [("bench-cpu", "bench")]
     table5 = rp.runs_for("mini", "table5")
     assert len(table5) == 36 and {e.params["seed"] for e in table5} == {0, 1, 2}
     assert len(rp.runs_for("mini", "table4")) == 12
     # ZegCLIP seed 0 is shared by Tables 2, 4, 5, 6 and Figures 1, 4, 5 and keeps the largest sample count
     zeg = next(e for e in mini if e.id == "mini-voc-dpt-nel-rd-inductive-s0")
-    assert set(zeg.tables) == {"table5", "figure1", "table4", "table6", "table2", "figure5", "figure4"}
+    assert set(zeg.tables) == {"table5", "figure1", "table4", "table6", "table2", "figure5", "figure4", "calibration"}
     assert zeg.params["samples"] == 8
     assert zeg.result_path("results") == Path("results/mini/runs/mini-voc-dpt-nel-rd-inductive-s0.json")
     paper = rp.expand("paper")
@@ -138,6 +139,13 @@ def test_quick_batch_runs_skips_finished_work_and_records_failures(tmp_path, mon
     assert all((results / "mini" / sample[k]).is_file() for k in ("image", "label", "pred"))
     again = rp.reproduce("mini", results_dir=results, quick=True, runs_only=True, registry=registry)
     assert again["ran"] == [] and again["skipped"] == ["mini-voc-fix-inductive-s0-quick"]
+    # a result measured in another version of the mini world is redone, never reused
+    path = results / "mini/runs/mini-voc-fix-inductive-s0-quick.json"
+    assert result["config"]["data"]["options"]["generator"] == GENERATOR_VERSION
+    stale = {**result, "config": {**result["config"], "data": {**result["config"]["data"], "options": {
+        **result["config"]["data"]["options"], "generator": GENERATOR_VERSION - 1}}}}
+    path.write_text(json.dumps(stale))
+    assert not rp.is_done(rp.Entry("mini-voc-fix-inductive-s0-quick", "run", {**rp.expand("mini", registry=registry)[0].params, "quick": True}), results)
     # a corrupt result is redone, never trusted
     (results / "mini/runs/mini-voc-fix-inductive-s0-quick.json").write_text("{not json")
     assert not rp.is_done(rp.Entry("mini-voc-fix-inductive-s0-quick", "run", {**rp.expand("mini", registry=registry)[0].params, "quick": True}), results)
@@ -167,3 +175,44 @@ def test_only_keeps_the_parameters_a_run_has_for_every_table():
         assert e.params == full[e.id]
     assert next(e for e in rp.expand("mini", only=["table2"])
                 if e.id == "mini-voc-dpt-nel-rd-inductive-s0").params["samples"] == 8
+
+
+def test_controls_entries_cover_fully_inductive_and_negative_control_per_seed():
+    entries = rp.controls_entries("mini-coco", seeds=2)
+    got = sorted((e.params["setting"], e.params["negative_control"], e.params["seed"]) for e in entries)
+    assert got == [("fully", False, 0), ("fully", False, 1), ("inductive", False, 0), ("inductive", False, 1),
+                   ("inductive", True, 0), ("inductive", True, 1)]
+    assert "mini-coco-dpt-nel-rd-inductive-random-unseen-text-s1" in {e.id for e in entries}
+    assert len(rp.controls_entries("mini-voc", seeds=4)) == 12  # more seeds than the registry lists
+    with pytest.raises(ValueError, match="--preset 'voc'"):
+        rp.controls_entries("voc")
+    with pytest.raises(ValueError, match="--seeds must be at least 1, got 0"):
+        rp.controls_entries("mini-voc", seeds=0)
+
+
+@pytest.mark.slow
+def test_mini_controls_command_quick(tmp_path, monkeypatch, capsys):
+    """`mini controls --quick`: three tiny runs through papermill, the table printed and written; a rerun skips."""
+    from zegclip.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["mini", "controls", "--preset", "mini-voc", "--seeds", "1", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "controls of mini-voc (1 seed(s); " in out and "5 CLIP: zero-shot top-1" in out
+    record = json.loads(Path("results/mini/calibration/controls-mini-voc-quick.json").read_text())
+    assert sorted(record["runs"]) == ["mini-voc-dpt-nel-rd-fully-s0-quick",
+                                      "mini-voc-dpt-nel-rd-inductive-random-unseen-text-s0-quick",
+                                      "mini-voc-dpt-nel-rd-inductive-s0-quick"]
+    assert sorted(record["ran"]) == sorted(record["runs"]) and record["failed"] == {} and record["total"] == 5
+    states = {c["control"][0]: (c["n"], c["result"]) for c in record["controls"]}
+    assert states["1"][0] == 1 and states["1"][1] in ("pass", "FAIL")
+    assert states["3"] == (1, "not run")  # one seed has no spread
+    assert states["4"][0] == 1 and states["5"] == (0, "not run")  # quick: random mini-CLIP, no zero-shot control
+    neg = json.loads(Path("results/mini/runs/mini-voc-dpt-nel-rd-inductive-random-unseen-text-s0-quick.json").read_text())
+    assert 0 < neg["chance_mIoU(U)"] < 100 and neg["params"]["negative_control"] is True
+    assert record["environment"]["versions"]["torch"] and record["oracle"]["scenes"] == 4
+    assert main(["mini", "controls", "--preset", "mini-voc", "--seeds", "1", "--quick"]) == 0
+    again = json.loads(Path("results/mini/calibration/controls-mini-voc-quick.json").read_text())
+    assert again["ran"] == [] and again["controls"] == record["controls"]
+    assert main(["mini", "controls", "--preset", "voc", "--quick"]) == 2
+    assert "--preset 'voc' has no control runs" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -172,6 +173,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0 if summary.get("ok", True) else 1
 
 
+def controls_table(record: dict) -> str:
+    """The control table of a ``run_controls`` record as text, one line per control, then the verdict."""
+    lines = [f"controls of {record['preset']} ({record['seeds']} seed(s); "
+             f"{record['passed']} of {record['total']} pass)"]
+    for c in record["controls"]:
+        v = c["measured"]
+        shown = "-" if v is None else f"{v:.2f}" if abs(v) < 2 else f"{v:.1f}"
+        lines.append(f"  {c['control']:<44} {shown:>7}  {c['threshold']:<8} {c['result']:<7} {c['detail']}")
+    lines += [f"  FAILED run {k}: {v}" for k, v in record["failed"].items()]
+    return "\n".join(lines)
+
+
 def cmd_mini(args: argparse.Namespace) -> int:
     """The mini world: pretrain (or show) the mini-CLIP, or run the Table 5 ablation on the CPU."""
     if args.action == "pretrain":
@@ -180,6 +193,37 @@ def cmd_mini(args: argparse.Namespace) -> int:
         cfg = PretrainConfig(**({"steps": args.steps} if args.steps else {}))
         path, record = ensure_mini_clip(cfg)
         print(json.dumps({"weights": str(path), **{k: v for k, v in record.items() if k != "config"}}, indent=2))
+        return 0
+    if args.action == "calibrate":
+        from .mini.calibrate import run_calibration
+
+        if not args.name:
+            raise ValueError("mini calibrate needs --name (the calibration log entry)")
+        entry = run_calibration(args.name, args.note or "", args.results, overrides=args.set, force=args.force,
+                                preset=args.preset, variant=args.variant, setting=args.setting, seed=args.seed)
+        m = entry["metrics"]
+        print(f"{args.name}: mIoU {m['mIoU']:.1f}  mIoU(S) {m['mIoU(S)']:.1f}  pAcc {m['pAcc']:.1f}  "
+              f"({entry['seconds']['train']:.0f}s training; mask logit std {entry['mask_logits']['std']:.2f})")
+        return 0
+    if args.action == "controls":
+        from .reproduce import run_controls
+
+        record = run_controls(args.preset, seeds=args.seeds, results_dir=args.results, jobs=args.jobs,
+                              force=args.force, quick=args.quick)
+        print(controls_table(record))
+        return 1 if record["failed"] else 0
+    if args.action == "diagnose":
+        from .checkpoint import write_json_atomic
+        from .mini.diagnose import diagnose
+
+        out = Path(args.results) / "mini" / "diagnosis" / f"{args.preset}.json"
+        record = diagnose(args.preset, progress=True)
+        write_json_atomic(out, record)
+        print(json.dumps({k: record[k] for k in ("preset", "mini_clip")}, indent=2))
+        for where, probe in record["probes"].items():
+            print(f"probe {where:>9}: class {probe['acc']:5.1f}%  colour {probe['colour_acc']:5.1f}%  "
+                  f"shape {probe['shape_acc']:5.1f}%")
+        print(f"patch oracle: mIoU {record['oracle']['mIoU']:.1f}; written to {out}")
         return 0
     from .mini.miniclip import ensure_mini_clip
     from .reproduce import reproduce
@@ -265,8 +309,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", default="train,val", help="splits to check")
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("mini", help="the mini world: pretrain the mini-CLIP, or run the Table 5 ablation's 36 runs (CPU)")
-    p.add_argument("action", choices=["pretrain", "table5"])
+    p.add_argument("action", choices=["pretrain", "table5", "controls", "calibrate", "diagnose"],
+                   help="pretrain the mini-CLIP; run Table 5; measure the world's five controls (written to "
+                        "<results>/mini/calibration/controls-<preset>.json); one calibration run (logged in "
+                        "<results>/mini/calibration/); the diagnosis instruments (patch oracle, probes, zero-shot)")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the packaged config)")
+    p.add_argument("--name", default=None, help="calibrate: the log entry's name")
+    p.add_argument("--note", default=None, help="calibrate: what this run changes, in words")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="calibrate: run-file override")
+    p.add_argument("--preset", default="mini-voc", help="calibrate/diagnose: mini-voc or mini-coco")
+    p.add_argument("--variant", default="DPT+NEL+RD", help="calibrate: Table 5 variant")
+    p.add_argument("--setting", default="fully", help="calibrate: fully (the positive control) or inductive")
+    p.add_argument("--seed", type=int, default=0, help="calibrate: seed")
+    p.add_argument("--force", action="store_true", help="calibrate/controls: redo what exists")
+    p.add_argument("--seeds", type=int, default=3, help="controls: seeds 0..N-1 of every control run")
+    p.add_argument("--jobs", type=int, default=1, help="controls: runs at a time (one per core)")
+    p.add_argument("--quick", action="store_true", help="controls: tiny runs with a random mini-CLIP (tests)")
     p.add_argument("--results", default="results", help="results root (results/mini/runs/<run id>.json)")
     p.set_defaults(func=cmd_mini)
     p = sub.add_parser("reproduce", help="run the experiment registry (papermill) and the table/figure notebooks")

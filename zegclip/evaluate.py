@@ -66,3 +66,26 @@ def evaluate(
     result["seconds"] = round(seconds, 3)
     result["seconds_per_image"] = round(seconds / max(count, 1) * world, 4)
     return result
+
+
+def randomise_text_embeddings(model, class_ids, seed: int = 0) -> None:
+    """Negative control: replace the text embeddings of ``class_ids`` by random unit vectors (seeded), in place.
+
+    If a model's skill on those classes came from the text (what CLIP knows about the class names) and not from a
+    leak, their IoU must fall to chance level; :func:`chance_miou` gives that level.
+    """
+    ids = torch.as_tensor(list(class_ids), dtype=torch.long, device=model.class_embeddings.device)
+    gen = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(len(ids), model.class_embeddings.shape[1], generator=gen)
+    model.class_embeddings[ids] = F.normalize(vectors, dim=-1).to(model.class_embeddings)
+
+
+def chance_miou(confmat, class_ids) -> float:
+    """mIoU (percent) over ``class_ids`` of a predictor that labels every pixel uniformly at random among all C
+    classes, for the ground-truth class frequencies of ``confmat`` (rows: ground truth)."""
+    cm = torch.as_tensor(confmat, dtype=torch.float64)
+    c = cm.shape[0]
+    gt = cm.sum(1)
+    total = gt.sum()
+    ious = [(gt[i] / c) / (gt[i] + total / c - gt[i] / c) for i in class_ids if gt[i] > 0]
+    return float(100.0 * torch.stack(ious).mean()) if ious else float("nan")

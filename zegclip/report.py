@@ -274,8 +274,25 @@ def _key(params: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in params.items() if k not in NOT_IN_KEY))
 
 
+def world_mismatch(result: dict) -> str | None:
+    """Why a mini-world result was measured in another world than this package generates, or None (also for
+    results on real data)."""
+    data = (result.get("config") or {}).get("data") or {}
+    if not str(data.get("dataset", "")).startswith("mini-"):
+        return None
+    from .mini.world import GENERATOR_VERSION
+
+    have = (data.get("options") or {}).get("generator")
+    if have != GENERATOR_VERSION:
+        return f"measured in mini-world generator version {have}, this package generates version {GENERATOR_VERSION}; skipped"
+    return None
+
+
 def _stale(result: dict, entry_params: dict) -> str | None:
-    """Why a result does not belong to the registry entry (its recorded parameters differ), or None."""
+    """Why a result does not belong to the registry entry (another world, other recorded parameters), or None."""
+    why = world_mismatch(result)
+    if why:
+        return why
     have = result.get("params")
     if not isinstance(have, dict):
         return None  # results written before parameters were recorded: their id names the run

@@ -44,12 +44,13 @@ RUN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "iters": None,  # None: the profile's schedule
     "eval_dataset": None,  # cross-dataset evaluation (Table 7): evaluate the trained model on this dataset
+    "negative_control": False,  # evaluate with the unseen classes' text embeddings replaced by random unit vectors
     "data_root": None,  # paper profile: folder holding VOCdevkit/, coco_stuff164k/, VOCdevkit/VOC2010 (Context)
     "weights": None,  # paper profile: CLIP ViT-B/16 weights file (or $ZEGCLIP_CLIP_WEIGHTS)
     "samples": 0,  # evaluation images whose prediction is saved as PNG (Figure 4)
     "quick": False,  # a few iterations with a random mini-CLIP: for tests
 }
-REPORTS = ("table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")
+REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")
 LEARN = ("walkthrough",)
 
 
@@ -183,6 +184,8 @@ def run_id(params: dict) -> str:
         parts.append(f"i{p['iters']}")
     if p["eval_dataset"]:
         parts.append("to-" + p["eval_dataset"])
+    if p["negative_control"]:
+        parts.append("random-unseen-text")
     parts.append(f"s{p['seed']}")
     return "-".join(parts)
 
@@ -307,8 +310,8 @@ def run_spec(params: dict, runs_root: str | Path = "runs") -> dict:
     """The run-file dict for notebook parameters (mini or paper profile); transductive runs get ``init_from``."""
     p = normalise_params(params)
     out_root = Path(runs_root) / p["profile"]
-    if p["eval_dataset"]:  # cross-dataset: the training run itself
-        p = {**p, "eval_dataset": None}
+    if p["eval_dataset"] or p["negative_control"]:  # evaluation-only variants: the training run itself
+        p = {**p, "eval_dataset": None, "negative_control": False}
     spec = mini_spec(p, out_root) if p["profile"] == "mini" else paper_spec(p, out_root)
     if p["setting"] == "transductive":
         first = {**p, "setting": "inductive", "self_training": None}
@@ -365,8 +368,20 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     evaluated = run_from_dict(eval_spec(p, spec)) if p["eval_dataset"] else train
     path = Path(results_dir) / p["profile"] / "runs" / f"{ident}.json"
     tmp = path.with_suffix(".eval.json")
-    result = evaluate_run(evaluated, checkpoint=final, result_path=tmp, progress=False)
+    model, unseen = None, []
+    if p["negative_control"]:  # control 4: the unseen classes' text replaced by random unit vectors
+        from .evaluate import randomise_text_embeddings
+        from .run import build_run_model
+
+        model = build_run_model(evaluated)
+        unseen = sorted(set(range(model.num_classes)) - set(model.seen_idx.tolist()))
+        randomise_text_embeddings(model, unseen, seed=p["seed"])
+    result = evaluate_run(evaluated, checkpoint=final, result_path=tmp, progress=False, model=model)
     tmp.unlink(missing_ok=True)
+    if p["negative_control"]:
+        from .evaluate import chance_miou
+
+        result["chance_mIoU(U)"] = chance_miou(result["confmat"], unseen)
     result["run"] = ident
     result["params"] = {k: p[k] for k in RUN_DEFAULTS}
     result["train_config"] = train.to_dict() if p["eval_dataset"] else None
@@ -667,3 +682,82 @@ def status(profile: str, results_dir: str | Path = "results", only=None) -> list
 
 __all__ = ["Entry", "load_registry", "expand", "runs_for", "run_id", "execute_run", "reproduce", "is_done",
            "RUN_DEFAULTS", "REPORTS"]
+
+
+# ------------------------------------------------------------------------------------------- the controls
+def controls_entries(preset: str, seeds: int = 3, registry: dict | str | Path | None = None) -> list[Entry]:
+    """The runs that measure the mini world's controls for ``preset``: the registry's ``calibration`` runs of that
+    dataset, for seeds ``0..seeds-1`` (more seeds than the registry lists are made from its seed-0 entries)."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    listed = [e for e in runs_for("mini", "calibration", registry) if e.params["dataset"] == preset]
+    if not listed:
+        known = sorted({e.params["dataset"] for e in runs_for("mini", "calibration", registry)})
+        raise ValueError(f"--preset {preset!r} has no control runs in the registry; known: {known}")
+    out: dict[str, Entry] = {}
+    for template in (e for e in listed if e.params["seed"] == 0):
+        for seed in range(seeds):
+            params = normalise_params({**template.params, "seed": seed})
+            ident = run_id(params)
+            out.setdefault(ident, Entry(ident, "run", params, template.tables))
+    return list(out.values())
+
+
+def run_controls(preset: str = "mini-voc", seeds: int = 3, results_dir: str | Path = "results", jobs: int = 1,
+                 force: bool = False, quick: bool = False, registry: dict | str | Path | None = None) -> dict:
+    """Measure the five controls of the mini world for ``preset`` (:mod:`zegclip.mini.controls`).
+
+    Runs the control runs that have no result yet (papermill, as ``reproduce``; finished ones are skipped), scores
+    the patch oracle on the evaluation scenes and reads the mini-CLIP's zero-shot accuracy, then writes
+    ``<results>/mini/calibration/controls-<preset>.json`` (the control table, the runs it read, the environment)
+    and returns it. ``quick``: tiny runs with a random mini-CLIP under their own ``-quick`` ids (tests); the
+    zero-shot control is then not measured.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from .mini.controls import controls_frame
+    from .mini.diagnose import patch_oracle
+    from .results import environment
+
+    results_dir = Path(results_dir)
+    entries = controls_entries(preset, seeds, registry)
+    if quick:
+        entries = [Entry(e.id + "-quick", e.notebook, {**e.params, "quick": True}, e.tables) for e in entries]
+    todo = [e for e in entries if force or not is_done(e, results_dir)]
+    zero_shot = None
+    if not quick:
+        from .mini.miniclip import ensure_mini_clip
+
+        _, record = ensure_mini_clip()  # before the runs (each would otherwise wait for it); control 5 reads it
+        zero_shot = record["zero_shot"].get(preset)
+    if jobs > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // jobs)))
+    failed: dict[str, str] = {}
+    # negative-control entries evaluate the inductive run's checkpoint: train everything else first
+    first = [e for e in todo if not e.params["negative_control"]]
+    second = [e for e in todo if e.params["negative_control"]]
+    bar = tqdm(total=len(todo), desc=f"controls {preset}", unit="run", dynamic_ncols=True)
+    for batch in (first, second):
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for e, err in pool.map(lambda e: (e, _run_entry(e, results_dir, force)), batch):
+                if err:
+                    failed[e.id] = err
+                    tqdm.write(f"FAILED {e.id}: {err}")
+                bar.update(1)
+    bar.close()
+    oracle = patch_oracle(preset, scenes=4 if quick else 300)
+    frame, problems = controls_frame(results_dir, datasets=[preset], runs={e.id for e in entries},
+                                     instruments={preset: {"oracle_mIoU": oracle["mIoU"], "zero_shot": zero_shot}})
+    record = {
+        "preset": preset, "seeds": seeds, "quick": quick,
+        "controls": json.loads(frame.to_json(orient="records")),
+        "passed": int((frame["result"] == "pass").sum()), "total": len(frame),
+        "runs": [e.id for e in entries], "ran": [e.id for e in todo if e.id not in failed], "failed": failed,
+        "problems": problems, "oracle": oracle, "zero_shot": zero_shot,
+        "environment": environment(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    name = f"controls-{preset}{'-quick' if quick else ''}.json"
+    write_json_atomic(results_dir / "mini" / "calibration" / name, _json_ready(record))
+    return record

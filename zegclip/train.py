@@ -38,6 +38,9 @@ class TrainConfig:
     lr: float = 2e-4  # effective learning rate of every trainable parameter (official: base 2e-5 x 10)
     weight_decay: float = 0.01
     norm_weight_decay: float | None = None  # official: None (norms decay like the rest); 0.0 = intended exemption
+    # learning-rate multipliers by parameter-name prefix, e.g. {"decoder": 10, "queries": 10}; official: none (every
+    # trainable parameter at `lr`). The first matching prefix wins; unmatched parameters keep x1.
+    lr_mult: dict[str, float] | None = None
     warmup_iters: int = 1500
     warmup_ratio: float = 1e-6
     power: float = 0.9
@@ -64,6 +67,11 @@ class TrainConfig:
             raise ValueError(f"self_training must be None or one of {ST_VARIANTS}, got {self.self_training!r}")
         if self.stop_at is not None and not 1 <= self.stop_at <= self.iters:
             raise ValueError(f"stop_at must lie in [1, iters={self.iters}], got {self.stop_at}")
+        if self.lr_mult is not None:
+            if not isinstance(self.lr_mult, dict) or not all(
+                    isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                    for k, v in self.lr_mult.items()):
+                raise ValueError(f"lr_mult must map parameter-name prefixes to numbers >= 0, got {self.lr_mult!r}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
 
@@ -141,16 +149,24 @@ def collate(samples: list[dict]) -> dict:
 
 # --------------------------------------------------------------------------------------------------- helpers
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """One group at lr/wd (official: all trainable parameters), or norms/biases split off when
-    ``norm_weight_decay`` is set (the exemption mmcv's config intended but never applied)."""
+    """Optimiser groups. Official: one group, every trainable parameter at lr/wd. ``norm_weight_decay`` splits
+    norms off (the exemption mmcv's config intended but never applied); ``lr_mult`` scales the lr of parameters by
+    name prefix. Groups come in a fixed order (so a checkpoint's optimiser state always matches); empty ones are
+    dropped."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if cfg.norm_weight_decay is None:
-        return [{"params": [p for _, p in params], "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
-    is_norm = lambda n, p: p.ndim <= 1 and ("norm" in n or ".ln" in n)  # noqa: E731
-    return [
-        {"params": [p for n, p in params if not is_norm(n, p)], "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in params if is_norm(n, p)], "lr": cfg.lr, "weight_decay": cfg.norm_weight_decay},
-    ]
+    mults = dict(cfg.lr_mult or {})
+
+    def mult(name: str) -> float:
+        return next((float(m) for prefix, m in mults.items() if name.startswith(prefix)), 1.0)
+
+    def is_norm(name: str, p: torch.Tensor) -> bool:
+        return cfg.norm_weight_decay is not None and p.ndim <= 1 and ("norm" in name or ".ln" in name)
+
+    groups: dict[tuple[float, bool], list] = {}
+    for n, p in params:
+        groups.setdefault((mult(n), is_norm(n, p)), []).append(p)
+    return [{"params": ps, "lr": cfg.lr * m, "weight_decay": cfg.norm_weight_decay if norm else cfg.weight_decay}
+            for (m, norm), ps in sorted(groups.items(), key=lambda kv: (kv[0][1], -kv[0][0]))]
 
 
 def distributed() -> tuple[int, int, int]:
@@ -264,7 +280,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: str | os.
             (losses["loss"] / cfg.accumulation).backward()
             for k, v in losses.items():
                 terms[k] = terms.get(k, 0.0) + v.item() / cfg.accumulation
-        lr = optimizer.param_groups[0]["lr"]
+        lr = cfg.lr * scheduler.lr_lambdas[0](scheduler.last_epoch)  # the base lr (groups may have multipliers)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import variant_overrides
+from .world import GENERATOR_VERSION
 
 # Mini training: the official recipe (AdamW, linear warm-up, poly decay, focal x100 + dice) on 64-px scenes, at
 # batch 8 for 1,000 iterations (~45 s on 2 cores), so that the 55 runs of every table fit the hour.
@@ -43,10 +44,13 @@ def mini_run_config(preset: str = "mini-voc", variant: str | None = None, settin
         train_spec.setdefault("self_training", "dagger")
     train_spec.setdefault("checkpoint_every", train_spec["iters"])
     name = name or run_id(preset, variant, setting, seed)
+    # The generator version is part of the resolved config, so a result measured in another version of the world
+    # never counts as finished (reproduce reruns it) and a run file of another version fails loudly.
+    options = {"size": TRAIN_SCENES, "seed": 0, **((data or {}).get("options") or {}), "generator": GENERATOR_VERSION}
     return {
         "name": name,
         "model": model_spec,
-        "data": {"dataset": dataset or preset, **MINI_DATA, "options": {"size": TRAIN_SCENES, "seed": 0}, **(data or {})},
+        "data": {"dataset": dataset or preset, **MINI_DATA, **(data or {}), "options": options},
         "train": train_spec,
         "output_dir": str(Path(out_root) / name),
         "eval_limit": EVAL_SCENES,

@@ -1,0 +1,108 @@
+"""The mini world's controls: the numbers that say whether the instrument can be trusted, with absolute thresholds.
+
+1. **Positive control** - fully supervised ZegCLIP (every class labelled) reaches mIoU >= 85 on mini-voc and >= 55
+   on mini-coco (mean over seeds); the patch oracle is the ceiling beside it.
+2. **Seen classes** - inductive ZegCLIP's mIoU(S) >= 0.9 x the fully supervised mIoU(S).
+3. **Noise** - the sample standard deviation of inductive ZegCLIP's hIoU over seeds <= 2.0 points.
+4. **Negative control** - with random unit vectors as the unseen classes' text embeddings, mIoU(U) falls to chance
+   level (at most the mIoU(U) of a uniformly random labelling).
+5. **CLIP itself** - the mini-CLIP's image-level zero-shot top-1 >= 95 % for seen and for unseen classes.
+
+:func:`controls_frame` measures them from the registry's results (``<results>/mini/runs/``) and the diagnosis
+records (``<results>/mini/diagnosis/``); the tables are read only after these are reported.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+POSITIVE = {"mini-voc": 85.0, "mini-coco": 55.0}
+SEEN_RATIO = 0.9
+HIOU_STD = 2.0
+ZERO_SHOT = 95.0
+
+
+def _runs(results, **want) -> list[dict]:
+    from ..reproduce import RUN_DEFAULTS
+
+    out = []
+    for r in results:
+        p = {**RUN_DEFAULTS, **(r.get("params") or {})}  # results written before a parameter existed have its default
+        if all(p.get(k) == v for k, v in want.items()):
+            out.append(r)
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float, int]:
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    n = len(vals)
+    if not n:
+        return math.nan, math.nan, 0
+    mean = sum(vals) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else math.nan
+    return mean, std, n
+
+
+def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None, instruments: dict | None = None):
+    """One row per control and dataset: measured value, threshold, pass/fail/not run; and the problems found.
+
+    ``datasets``: the presets to report (default both); ``runs``: only results with these run ids (default every
+    result of the current world); ``instruments``: ``{preset: {"oracle_mIoU": float, "zero_shot": {"seen": %,
+    "unseen": %} | None}}`` measured by the caller, else read from ``<results>/mini/diagnosis/<preset>.json``.
+
+    Example (no results yet: every control is "not run")::
+
+        >>> frame, _ = controls_frame("/nonexistent", datasets=["mini-voc"])
+        >>> sorted(set(frame["result"])), len(frame)
+        (['not run'], 5)
+    """
+    import pandas as pd
+
+    from ..report import load_results, world_mismatch
+
+    loaded, problems = load_results(results_dir, "mini", "runs")
+    results = [r for r in loaded if world_mismatch(r) is None]
+    if len(results) < len(loaded):
+        problems.append(f"{len(loaded) - len(results)} results of another mini-world generator version skipped")
+    if runs is not None:
+        results = [r for r in results if r.get("run") in set(runs)]
+    base = dict(variant="DPT+NEL+RD", query_format=None, loss=None, eval_dataset=None, iters=None)
+    rows = []
+
+    def row(control, dataset, measured, n, threshold, ok, detail=""):
+        state = "not run" if n == 0 or measured != measured else ("pass" if ok else "FAIL")
+        rows.append({"control": control, "dataset": dataset, "measured": measured, "n": n, "threshold": threshold,
+                     "result": state, "detail": detail})
+
+    for ds in datasets or POSITIVE:
+        if ds not in POSITIVE:
+            raise ValueError(f"no controls are defined for {ds!r}; known: {sorted(POSITIVE)}")
+        need = POSITIVE[ds]
+        given = (instruments or {}).get(ds)
+        fully = _runs(results, dataset=ds, setting="fully", **base)
+        ind = _runs(results, dataset=ds, setting="inductive", negative_control=False, self_training=None, **base)
+        m, s, n = _mean_std([r["metrics"]["mIoU"] for r in fully])
+        diag = Path(results_dir) / "mini" / "diagnosis" / f"{ds}.json"
+        record = json.loads(diag.read_text()) if given is None and diag.is_file() else None
+        oracle = given["oracle_mIoU"] if given else record["oracle"]["mIoU"] if record else math.nan
+        row("1 positive: fully supervised mIoU", ds, m, n, f">= {need:g}", m >= need,
+            f"± {s:.1f}; patch oracle {oracle:.1f}" if n else "")
+        fs, _, nf = _mean_std([r["metrics"]["mIoU(S)"] for r in fully])
+        is_, _, ni = _mean_std([r["metrics"]["mIoU(S)"] for r in ind])
+        ratio = is_ / fs if nf and ni and fs > 0 else math.nan
+        row("2 seen: inductive / fully mIoU(S)", ds, ratio, min(nf, ni), f">= {SEEN_RATIO:g}", ratio >= SEEN_RATIO,
+            f"{is_:.1f} / {fs:.1f}" if nf and ni else "")
+        hm, hs, nh = _mean_std([r["metrics"]["hIoU"] for r in ind])
+        row("3 noise: std of inductive hIoU", ds, hs, nh, f"<= {HIOU_STD:g}", hs <= HIOU_STD,
+            f"hIoU {hm:.1f} over {nh} seeds" if nh else "")
+        neg = _runs(results, dataset=ds, setting="inductive", negative_control=True, **base)
+        um, _, nn = _mean_std([r["metrics"]["mIoU(U)"] for r in neg])
+        chance, _, _ = _mean_std([r.get("chance_mIoU(U)", math.nan) for r in neg])
+        row("4 negative: mIoU(U), random unseen text", ds, um, nn, "<= chance", um <= chance,
+            f"chance {chance:.1f}" if nn else "")
+        zs = given.get("zero_shot") if given else record["zero_shot"].get(ds) if record else None
+        low = min(zs["seen"], zs["unseen"]) if zs else math.nan
+        row("5 CLIP: zero-shot top-1, min(seen, unseen)", ds, low, 1 if zs else 0, f">= {ZERO_SHOT:g}",
+            low >= ZERO_SHOT, f"seen {zs['seen']:.1f}, unseen {zs['unseen']:.1f}" if zs else "")
+    return pd.DataFrame(rows), problems

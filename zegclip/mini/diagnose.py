@@ -1,0 +1,209 @@
+"""Instruments for calibrating the mini world: the patch oracle (the ceiling set by the patch grid) and linear
+probes of patch features (what a frozen encoder makes available to the decoder).
+
+Why these two. ZegCLIP's mask logit for class c at patch n is ``q_c . (W_k h_n + b_k)``: *linear* in the patch
+feature ``h_n`` once the query is fixed. So a linear classifier on frozen patch features bounds what the
+Baseline-Fix decoder can separate, and the patch oracle bounds what any model that predicts one label per patch
+and upsamples it can reach. Both are scored with the same dataset-level confusion matrix as the models.
+
+Example::
+
+    >>> from zegclip.mini.diagnose import patch_oracle
+    >>> round(patch_oracle("mini-voc", scenes=20)["mIoU"], 1) > 80
+    True
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..metrics import SegmentationMetrics
+from .world import get_world, render_scene
+
+__all__ = ["patch_labels", "patch_oracle", "probe_features", "linear_probe"]
+
+
+def patch_labels(label: torch.Tensor, patch: int, num_classes: int, ignore_index: int = 255,
+                 background: bool = True) -> torch.Tensor:
+    """Majority label of every ``patch`` x ``patch`` cell: (B, H, W) int64 -> (B, H/p, W/p) int64.
+
+    With ``background`` the ignored pixels count as a label of their own (a mostly-background cell is
+    ``ignore_index``); without it the majority is taken over labelled pixels only (``ignore_index`` only for a
+    cell without any labelled pixel) - the best single label for the cell, since ignored pixels are not scored.
+    """
+    b, h, w = label.shape
+    c = num_classes
+    lab = torch.where(label == ignore_index, torch.full_like(label, c), label)
+    one_hot = F.one_hot(lab, c + 1).permute(0, 3, 1, 2).float()  # (B, C+1, H, W)
+    counts = F.avg_pool2d(one_hot, patch)  # (B, C+1, h, w)
+    if not background:
+        counts[:, c] = torch.where(counts[:, :c].sum(1) > 0, -1.0, 1.0)
+    maj = counts.argmax(1)
+    return torch.where(maj == c, torch.full_like(maj, ignore_index), maj)
+
+
+def _scenes(world, stream: int, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    imgs, labs = [], []
+    for i in range(start, start + count):
+        img, lab, _ = render_scene(world, stream, i)
+        imgs.append(torch.from_numpy(img).permute(2, 0, 1))
+        labs.append(torch.from_numpy(lab.astype(np.int64)))
+    return torch.stack(imgs), torch.stack(labs)
+
+
+def patch_oracle(world: str = "mini-voc", scenes: int = 300, stream: int = 1, patch: int = 8) -> dict:
+    """Metrics of the patch-level oracle on scenes ``0..scenes-1`` of ``stream`` (the evaluation stream is 1).
+
+    Each ``patch`` x ``patch`` cell gets the majority ground-truth label of its labelled pixels (the background
+    is ignored by the metric, so this is the best single label for the cell), upsampled by nearest neighbour to
+    pixels, and is scored like a model (pAcc, mIoU, mIoU(S), mIoU(U), hIoU). Not a strict upper bound for a
+    model whose logits are upsampled bilinearly, but the resolution that an ``8 x 8`` grid allows.
+    """
+    w = get_world(world)
+    metric = SegmentationMetrics(w.num_classes, seen=list(w.split.seen), unseen=list(w.split.unseen))
+    for start in range(0, scenes, 100):
+        _, lab = _scenes(w, stream, start, min(100, scenes - start))
+        cells = patch_labels(lab, patch, w.num_classes, w.ignore_index, background=False)
+        pred = cells.repeat_interleave(patch, 1).repeat_interleave(patch, 2)
+        pred = torch.where(pred == w.ignore_index, torch.zeros_like(pred), pred)
+        metric.update(pred, lab)
+    out = metric.compute()
+    out.pop("per_class", None)
+    return {"world": w.name, "scenes": scenes, "stream": stream, "patch": patch, **out}
+
+
+@torch.no_grad()
+def probe_features(model, world, stream: int, count: int, where: str = "features", batch: int = 100):
+    """Patch features of ``count`` scenes and their majority labels.
+
+    ``where``: ``"features"`` (the L2-normalised patch embeddings H that the decoder reads), ``"block<i>"`` (the
+    patch tokens after ViT block i, before ln_post) or ``"pixels"`` (the raw normalised patch pixels, a baseline).
+    Returns (X (M, d) float32, y (M,) int64) over patches whose majority label is an object/stuff class.
+    """
+    w = get_world(world)
+    patch = model.backbone.patch_size[0]
+    xs, ys = [], []
+    model.eval()
+    for start in range(0, count, batch):
+        imgs, labs = _scenes(w, stream, start, min(batch, count - start))
+        images = model.normalize(imgs)
+        cells = patch_labels(labs, patch, w.num_classes, w.ignore_index)
+        if where == "pixels":
+            feats = F.unfold(images, patch, stride=patch).transpose(1, 2)  # (B, N, 3 p^2)
+        elif where == "features":
+            f, _ = model.backbone(images)
+            feats = f.flatten(2).transpose(1, 2)
+        elif where.startswith("block"):
+            trace: dict = {}
+            model.backbone(images, trace=trace)
+            n = cells.shape[1] * cells.shape[2]
+            feats = trace["block_outputs"][int(where[5:])][:, -n:]
+        else:
+            raise ValueError(f"where must be 'features', 'pixels' or 'block<i>', got {where!r}")
+        y = cells.flatten(1)
+        keep = y != w.ignore_index
+        xs.append(feats[keep].float())
+        ys.append(y[keep])
+    return torch.cat(xs), torch.cat(ys)
+
+
+def linear_probe(model, world: str = "mini-voc", where: str = "features", train_scenes: int = 1000,
+                 test_scenes: int = 300, steps: int = 300, seed: int = 0) -> dict:
+    """Accuracy of a linear (multinomial logistic) classifier of a patch's class from its feature.
+
+    Trained on scenes of the training stream 0, tested on the evaluation stream 1; features standardised with the
+    training statistics; full-batch Adam (lr 0.05, ``steps`` steps, weight decay 1e-4). Reported over object and
+    stuff patches: ``acc`` (class), and for thing classes ``colour_acc`` / ``shape_acc`` (the predicted class has
+    the right colour / shape), which separate "colour learned" from "shape learned".
+    """
+    w = get_world(world)
+    x_tr, y_tr = probe_features(model, w, 0, train_scenes, where)
+    x_te, y_te = probe_features(model, w, 1, test_scenes, where)
+    mean, std = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
+    x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        lin = torch.nn.Linear(x_tr.shape[1], w.num_classes)
+    opt = torch.optim.Adam(lin.parameters(), lr=0.05, weight_decay=1e-4)
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(lin(x_tr), y_tr).backward()
+            opt.step()
+    with torch.no_grad():
+        pred = lin(x_te).argmax(1)
+        train_acc = (lin(x_tr).argmax(1) == y_tr).float().mean().item()
+    attrs = [w.attributes(c) for c in range(w.num_classes)]
+    things = torch.tensor([w.kind(c) == "thing" for c in range(w.num_classes)])
+    is_thing = things[y_te]
+    colour_ok = torch.tensor([attrs[p][0] == attrs[t][0] for p, t in zip(pred.tolist(), y_te.tolist())])
+    shape_ok = torch.tensor([attrs[p][1] == attrs[t][1] for p, t in zip(pred.tolist(), y_te.tolist())])
+    pct = lambda m: round(100.0 * m.float().mean().item(), 2) if m.numel() else float("nan")  # noqa: E731
+    return {
+        "world": w.name, "where": where, "dim": int(x_tr.shape[1]), "train_patches": int(len(y_tr)),
+        "test_patches": int(len(y_te)), "train_acc": round(100 * train_acc, 2), "acc": pct(pred == y_te),
+        "colour_acc": pct(colour_ok[is_thing]), "shape_acc": pct(shape_ok[is_thing]),
+    }
+
+
+def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, progress: bool = False) -> dict:
+    """The instruments of the mini world for one preset, on the packaged mini-CLIP: the patch oracle on the
+    evaluation scenes, linear probes of the frozen patch features (``features`` = what the decoder reads, each
+    ViT block's patch tokens, and raw pixels as a baseline) and the mini-CLIP's image-level zero-shot accuracy."""
+    from tqdm.auto import tqdm
+
+    from ..factory import build_model
+    from .miniclip import ensure_mini_clip
+
+    path, record = ensure_mini_clip(progress=progress)
+    model = build_model(preset, encoder={"mode": "fix"})
+    world = model.cfg.split
+    blocks = len(model.backbone.vit.transformer.resblocks)
+    probes = probes or ("pixels", *(f"block{i}" for i in range(blocks)), "features")
+    from ..results import environment
+    from .world import GENERATOR_VERSION
+
+    out = {"preset": preset, "mini_clip": {"weights": path.name, "generator_version": GENERATOR_VERSION,
+                                           "pretrain_seconds": record["seconds_total"]},
+           "oracle": patch_oracle(world), "zero_shot": record["zero_shot"], "probes": {}, "environment": environment()}
+    for where in tqdm(probes, desc="linear probes", disable=not progress):
+        out["probes"][where] = linear_probe(model, world, where)
+    return out
+
+
+def attribute_accuracy(world, confmat) -> dict:
+    """Pixel accuracy of the class, of its colour (tint) and of its shape (texture), from a confusion matrix
+    (rows: ground truth). "Colour learned, shape not" shows as colour accuracy near 100 with shape accuracy far
+    below it."""
+    w = get_world(world)
+    cm = torch.as_tensor(confmat, dtype=torch.float64)
+    attrs = [w.attributes(c) for c in range(w.num_classes)]
+    total = cm.sum().clamp_min(1)
+
+    def share(k: int) -> float:  # pixels whose predicted class has the true class's attribute k
+        agree = torch.tensor([[a[k] == b[k] for b in attrs] for a in attrs], dtype=torch.float64)
+        return round(100 * float((cm * agree).sum() / total), 2)
+
+    return {"acc": round(100 * float(cm.diagonal().sum() / total), 2), "colour_acc": share(0), "shape_acc": share(1)}
+
+
+def diagnosis_frame(results_dir: str | Path = "results"):
+    """The diagnosis records ``<results>/mini/diagnosis/<preset>.json`` as (a probe table with one row per preset
+    and feature site, one summary line per record: its mini-CLIP, patch oracle and zero-shot top-1)."""
+    import pandas as pd
+
+    rows, lines = [], []
+    for path in sorted((Path(results_dir) / "mini" / "diagnosis").glob("*.json")):
+        d = json.loads(path.read_text())
+        for where, pr in d["probes"].items():
+            rows.append({"preset": d["preset"], "features": where, "class acc": pr["acc"],
+                         "colour acc": pr["colour_acc"], "shape acc": pr["shape_acc"], "train acc": pr["train_acc"]})
+        o, clip = d["oracle"], d["mini_clip"]
+        lines.append(f"**{d['preset']}** (mini-CLIP `{clip['weights']}`, generator v{clip['generator_version']}): "
+                     f"patch oracle mIoU **{o['mIoU']:.1f}**, pAcc {o['pAcc']:.1f}; zero-shot top-1 "
+                     + ", ".join(f"{w} seen {z['seen']:.1f} / unseen {z['unseen']:.1f}" for w, z in d["zero_shot"].items()))
+    return pd.DataFrame(rows), lines
