@@ -183,3 +183,16 @@ def test_calibration_log_csv_lists_every_run_and_skips_control_tables(tmp_path):
     rows = list(csv.DictReader(write_log_csv(tmp_path).open()))
     assert [(r["run"], r["what changed"], r["mIoU"], r["train seconds"]) for r in rows] == [
         ("c00-x", "change 0", "27.46", "100.0"), ("c01-x", "change 1", "31.2", "101.0")]
+
+
+def test_diagnose_on_tiny_settings_reports_probes_floor_and_oracle():
+    from zegclip.mini.diagnose import diagnose, diagnosis_frame
+
+    record = diagnose("mini-voc", probes=("pixels", "features"), train_scenes=12, test_scenes=6, random_clip=True)
+    assert set(record["probes"]) == {"pixels", "features"} and set(record["floor"]) == {"block1", "features"}
+    assert record["oracle"]["scenes"] == 6 and 0 < record["oracle"]["mIoU"] <= 100
+    for probe in (*record["probes"].values(), *record["floor"].values()):
+        assert probe["train_patches"] > 0 and 0 <= probe["shape_acc"] <= 100 and 0 <= probe["colour_acc"] <= 100
+    # a random-init model and its floor are the same architecture with the same seed: identical features
+    assert record["probes"]["features"] == record["floor"]["features"]
+    assert record["mini_clip"]["generator_version"] == 3 and record["environment"]["versions"]["torch"]

@@ -223,6 +223,9 @@ def cmd_mini(args: argparse.Namespace) -> int:
         for where, probe in record["probes"].items():
             print(f"probe {where:>9}: class {probe['acc']:5.1f}%  colour {probe['colour_acc']:5.1f}%  "
                   f"shape {probe['shape_acc']:5.1f}%")
+        for where, probe in record["floor"].items():
+            print(f"floor {where:>9}: class {probe['acc']:5.1f}%  colour {probe['colour_acc']:5.1f}%  "
+                  f"shape {probe['shape_acc']:5.1f}%  (random-init mini-CLIP)")
         print(f"patch oracle: mIoU {record['oracle']['mIoU']:.1f}; written to {out}")
         return 0
     from .mini.miniclip import ensure_mini_clip

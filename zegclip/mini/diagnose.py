@@ -150,17 +150,23 @@ def linear_probe(model, world: str = "mini-voc", where: str = "features", train_
     }
 
 
-def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, progress: bool = False) -> dict:
+def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, progress: bool = False,
+             train_scenes: int = 1000, test_scenes: int = 300, random_clip: bool = False) -> dict:
     """The instruments of the mini world for one preset, on the packaged mini-CLIP: the patch oracle on the
     evaluation scenes, linear probes of the frozen patch features (``features`` = what the decoder reads, each
-    ViT block's patch tokens, and raw pixels as a baseline) and the mini-CLIP's image-level zero-shot accuracy."""
+    ViT block's patch tokens, and raw pixels as a baseline), the same probes on a random-init mini-CLIP (the floor)
+    and the mini-CLIP's image-level zero-shot accuracy."""
     from tqdm.auto import tqdm
 
     from ..factory import build_model
     from .miniclip import ensure_mini_clip
 
-    path, record = ensure_mini_clip(progress=progress)
-    model = build_model(preset, encoder={"mode": "fix"})
+    if random_clip:  # tests: a random-init mini-CLIP stands in for the pretrained one (no zero-shot record)
+        path, record = Path("random-init"), {"seconds_total": 0.0, "zero_shot": {}}
+        model = build_model(preset, random_init=True, encoder={"mode": "fix"})
+    else:
+        path, record = ensure_mini_clip(progress=progress)
+        model = build_model(preset, encoder={"mode": "fix"})
     world = model.cfg.split
     blocks = len(model.backbone.vit.transformer.resblocks)
     probes = probes or ("pixels", *(f"block{i}" for i in range(blocks)), "features")
@@ -169,9 +175,15 @@ def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, pr
 
     out = {"preset": preset, "mini_clip": {"weights": path.name, "generator_version": GENERATOR_VERSION,
                                            "pretrain_seconds": record["seconds_total"]},
-           "oracle": patch_oracle(world), "zero_shot": record["zero_shot"], "probes": {}, "environment": environment()}
+           "oracle": patch_oracle(world, scenes=test_scenes), "zero_shot": record["zero_shot"], "probes": {},
+           "environment": environment()}
+    sizes = dict(train_scenes=train_scenes, test_scenes=test_scenes)
     for where in tqdm(probes, desc="linear probes", disable=not progress):
-        out["probes"][where] = linear_probe(model, world, where)
+        out["probes"][where] = linear_probe(model, world, where, **sizes)
+    # The floor: the same probes on a randomly initialised mini-CLIP (what the architecture gives without
+    # pretraining). Pretraining earns only what lies above it.
+    floor = build_model(preset, random_init=True, encoder={"mode": "fix"})
+    out["floor"] = {where: linear_probe(floor, world, where, **sizes) for where in ("block1", "features")}
     return out
 
 
@@ -201,6 +213,9 @@ def diagnosis_frame(results_dir: str | Path = "results"):
         d = json.loads(path.read_text())
         for where, pr in d["probes"].items():
             rows.append({"preset": d["preset"], "features": where, "class acc": pr["acc"],
+                         "colour acc": pr["colour_acc"], "shape acc": pr["shape_acc"], "train acc": pr["train_acc"]})
+        for where, pr in (d.get("floor") or {}).items():  # random-init mini-CLIP: the floor
+            rows.append({"preset": d["preset"], "features": f"{where} (random init)", "class acc": pr["acc"],
                          "colour acc": pr["colour_acc"], "shape acc": pr["shape_acc"], "train acc": pr["train_acc"]})
         o, clip = d["oracle"], d["mini_clip"]
         lines.append(f"**{d['preset']}** (mini-CLIP `{clip['weights']}`, generator v{clip['generator_version']}): "
