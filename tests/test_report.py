@@ -100,10 +100,13 @@ def test_partial_seeds_nan_metrics_and_single_seed(tmp_path):
     write(tmp_path, fake_result(entries[2].id, entries[2].params, {"hIoU": 18.0, "mIoU(U)": 4.0}))
     rep = report.table_report("table5", "mini", tmp_path, entries=entries)
     r = rep.row(variant="DPT")
-    assert r["n"] == 2 and r["n_expected"] == 3
-    assert r["hIoU"] == pytest.approx(15.0) and r["hIoU std"] == pytest.approx(math.sqrt(18.0))
-    assert r["mIoU(U)"] == pytest.approx(4.0) and math.isnan(r["mIoU(U) std"])  # NaN left out; one value: no std
-    assert "1 of 3 runs have no result yet" in rep.note and entries[1].id in rep.note
+    # one validity rule (zegclip.results.result_problem): a required metric that is NaN makes the result invalid;
+    # it is listed as a problem and left out, and n says what was averaged
+    assert r["n"] == 1 and r["n_expected"] == 3
+    assert r["hIoU"] == pytest.approx(18.0) and math.isnan(r["hIoU std"])  # one value: no std
+    assert r["mIoU(U)"] == pytest.approx(4.0) and math.isnan(r["mIoU(U) std"])
+    assert any(f"{entries[0].id}.json" in p and "mIoU(U)=nan" in p for p in rep.problems), rep.problems
+    assert entries[1].id in rep.note
     assert report.fmt(4.0, math.nan, 1) == "4.0" and report.fmt(math.nan, math.nan, 2) == "n/a"
     assert report.fmt(1.0, 2.0, 0) == "not run"
 

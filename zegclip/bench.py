@@ -580,6 +580,8 @@ def main(argv_params: dict[str, Any]) -> int:
 
 def add_arguments(p) -> None:
     """The ``python -m zegclip bench`` flags (one per parameter of :data:`DEFAULT_PARAMS`)."""
+    from .typed import at_least
+
     p.add_argument("--profile", default="mini", help="results/<profile>/bench/ (default mini)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--run-id", default=None, help="result file name (default bench-<cpu|cuda>[-quick])")
@@ -588,17 +590,17 @@ def add_arguments(p) -> None:
     p.add_argument("--methods", default=DEFAULT_PARAMS["methods"], help=f"comma-separated, from {list(METHODS)}")
     p.add_argument("--phases", default=None, help=f"comma-separated, from {list(PHASES)} "
                    "(default: all on a GPU, forward,train on a CPU)")
-    p.add_argument("--size", type=int, default=None, help="square crop size (default 512; 64 with --quick)")
-    p.add_argument("--batch", type=int, default=None, help="throughput batch (default 16 on a GPU, 2 on a CPU)")
-    p.add_argument("--train-batch", type=int, default=None, help="training-step batch (default 16 GPU, 2 CPU)")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls, median reported (default 20 GPU, 3 CPU)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 5 GPU, 1 CPU)")
+    p.add_argument("--size", type=at_least(16), default=None, help="square crop size (default 512; 64 with --quick)")
+    p.add_argument("--batch", type=at_least(1), default=None, help="throughput batch (default 16 on a GPU, 2 on a CPU)")
+    p.add_argument("--train-batch", type=at_least(1), default=None, help="training-step batch (default 16 GPU, 2 CPU)")
+    p.add_argument("--repeats", type=at_least(1), default=None, help="timed calls, median reported (default 20 GPU, 3 CPU)")
+    p.add_argument("--warmup", type=at_least(0), default=None, help="untimed calls first (default 5 GPU, 1 CPU)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 autocast on a GPU that supports it), fp32, bf16")
-    p.add_argument("--proposals", type=int, default=None, help="two-stage proposals N (default 100)")
-    p.add_argument("--crop", type=int, default=None, help="two-stage proposal crop size (default 224)")
+    p.add_argument("--proposals", type=at_least(1), default=None, help="two-stage proposals N (default 100)")
+    p.add_argument("--crop", type=at_least(16), default=None, help="two-stage proposal crop size (default 224)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--channels-last", action="store_true", help="channels-last model and inputs")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's)")
+    p.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: PyTorch's)")
 
 
 def params_from_args(args) -> dict[str, Any]:

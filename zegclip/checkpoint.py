@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .io import atomic_dir, write_json_atomic, write_text_atomic  # noqa: F401  (re-exported)
+
 LATEST = "latest"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(Path(path), json.dumps(data, indent=2, default=str) + "\n")
 
 
 def model_state(model: nn.Module, full: bool = False) -> dict[str, torch.Tensor]:
@@ -110,8 +97,7 @@ def save_checkpoint(
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iter_{iteration:07d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
-    try:
+    with atomic_dir(final) as tmp:
         save_file(model_state(model, full), str(tmp / "model.safetensors"), metadata={"full": str(full)})
         meta: dict[str, Any] = {"iteration": iteration, "full": full, "extra": extra or {}}
         if optimizer is not None:
@@ -122,24 +108,36 @@ def save_checkpoint(
         rng_tensors, meta["rng"] = rng_state()
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
         write_json_atomic(tmp / "state.json", meta)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     write_text_atomic(root / LATEST, final.name + "\n")
     return final
 
 
+def _complete(path: Path) -> bool:
+    return (path / "state.json").is_file() and (path / "model.safetensors").is_file()
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint ``latest`` points at, or None when the run has none."""
+    """The checkpoint ``latest`` points at, or None when the run has none.
+
+    A ``latest`` that is missing, unreadable or points at an incomplete checkpoint falls back, with a warning, to
+    the newest complete ``iter_*`` checkpoint: a broken pointer must never restart a run from iteration 0.
+    """
     root = Path(run_dir) / "checkpoints"
     pointer = root / LATEST
-    if not pointer.is_file():
+    named = None
+    if pointer.is_file():
+        try:
+            named = root / pointer.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            named = None
+        if named is not None and named.name.startswith("iter_") and _complete(named):
+            return named
+    complete = [p for p in sorted(root.glob("iter_*")) if _complete(p)] if root.is_dir() else []
+    if not complete:
         return None
-    path = root / pointer.read_text().strip()
-    return path if (path / "state.json").is_file() else None
+    warnings.warn(f"{pointer}: {'points at ' + str(named.name) + ', which is incomplete' if named else 'missing or unreadable'}; "
+                  f"using the newest complete checkpoint {complete[-1].name}", stacklevel=2)
+    return complete[-1]
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, strict_trainable: bool = True) -> list[str]:
@@ -156,6 +154,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict_trainable: bo
         state = load_file(str(file))
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"cannot read checkpoint weights {file}: {exc}".splitlines()[0]) from exc
+    nonfinite = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if nonfinite is not None:
+        raise ValueError(f"{file}: weight {nonfinite} has NaN or infinite values")
     own = model.state_dict()
     unknown = sorted(set(state) - set(own))
     if unknown:

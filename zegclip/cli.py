@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from .typed import at_least
+
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="voc", help="model preset (voc, coco, context, ...)")
@@ -120,6 +122,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .official import load_official_checkpoint
 
         model = load_official_checkpoint(args.official, dataset=args.dataset)
+        short_side = args.short_side or 512
     else:
         from pathlib import Path
 
@@ -133,14 +136,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if ckpt is None:
             raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
         load_weights(model, ckpt)
+        short_side = args.short_side or run.data.test_short_side  # the run's own test pipeline
     if args.classes:
         names = [c.strip() for c in args.classes.split(",")]
         model.set_classes(names)
-    records = predict_files(model, args.input, args.out)
+    records, failed = predict_files(model, args.input, args.out, short_side=short_side)
     for r in records:
         print(f"{r['image']} -> {r['mask']}: {', '.join(r['classes'])}")
     print(f"legend: {args.out}/legend.png")
-    return 0
+    for why in failed.values():
+        print(f"zegclip predict: skipped: {why}", file=sys.stderr)
+    if failed:
+        print(f"zegclip predict: {len(failed)} of {len(failed) + len(records)} image(s) failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -190,7 +198,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
     if args.action == "pretrain":
         from .mini.miniclip import PretrainConfig, ensure_mini_clip
 
-        cfg = PretrainConfig(**({"steps": args.steps} if args.steps else {}))
+        cfg = PretrainConfig(**({"steps": args.steps} if args.steps is not None else {}))
         path, record = ensure_mini_clip(cfg)
         print(json.dumps({"weights": str(path), **{k: v for k, v in record.items() if k != "config"}}, indent=2))
         return 0
@@ -277,9 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     _model_args(p)
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("demo", help="small end-to-end run with random weights")
-    p.add_argument("--size", type=int, default=512, help="square crop size (multiple of 16)")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--size", type=at_least(16), default=512, help="square crop size (multiple of 16)")
+    p.add_argument("--batch", type=at_least(1), default=2)
+    p.add_argument("--steps", type=at_least(0), default=2)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("train", help="train a run (YAML/JSON run file and --set overrides)")
     _run_args(p)
@@ -299,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--official", default=None, help="an official ZegCLIP .pth checkpoint")
     p.add_argument("--dataset", default="voc", help="preset of the official checkpoint (voc, coco)")
     p.add_argument("--out", default="predictions", help="output folder")
+    p.add_argument("--short-side", type=at_least(1), default=None,
+                   help="resize images to this short side (default: the run's data.test_short_side; 512 official)")
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("prepare", help="convert official dataset downloads, or --check a prepared dataset")
     p.add_argument("dataset", help="voc | coco | context (prepare); voc | coco | context59 | context60 | folder (--check)")
@@ -307,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--voc2010", default=None, help="Context: the VOCdevkit/VOC2010 folder")
     p.add_argument("--json", default=None, help="Context: trainval_merged.json (defines the train/val split)")
     p.add_argument("--out", default=None, help="output root (default: in place)")
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--workers", type=at_least(0), default=4)
     p.add_argument("--check", action="store_true", help="report every problem of a prepared dataset and exit")
     p.add_argument("--splits", default="train,val", help="splits to check")
     p.set_defaults(func=cmd_prepare)
@@ -316,24 +326,24 @@ def main(argv: list[str] | None = None) -> int:
                    help="pretrain the mini-CLIP; run Table 5; measure the world's five controls (written to "
                         "<results>/mini/calibration/controls-<preset>.json); one calibration run (logged in "
                         "<results>/mini/calibration/); the diagnosis instruments (patch oracle, probes, zero-shot)")
-    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the packaged config)")
+    p.add_argument("--steps", type=at_least(1), default=None, help="pretraining steps (default: the packaged config)")
     p.add_argument("--name", default=None, help="calibrate: the log entry's name")
     p.add_argument("--note", default=None, help="calibrate: what this run changes, in words")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="calibrate: run-file override")
     p.add_argument("--preset", default="mini-voc", help="calibrate/diagnose: mini-voc or mini-coco")
     p.add_argument("--variant", default="DPT+NEL+RD", help="calibrate: Table 5 variant")
     p.add_argument("--setting", default="fully", help="calibrate: fully (the positive control) or inductive")
-    p.add_argument("--seed", type=int, default=0, help="calibrate: seed")
+    p.add_argument("--seed", type=at_least(0), default=0, help="calibrate: seed")
     p.add_argument("--force", action="store_true", help="calibrate/controls: redo what exists")
-    p.add_argument("--seeds", type=int, default=3, help="controls: seeds 0..N-1 of every control run")
-    p.add_argument("--jobs", type=int, default=1, help="controls: runs at a time (one per core)")
+    p.add_argument("--seeds", type=at_least(1), default=3, help="controls: seeds 0..N-1 of every control run")
+    p.add_argument("--jobs", type=at_least(1), default=1, help="controls: runs at a time (one per core)")
     p.add_argument("--quick", action="store_true", help="controls: tiny runs with a random mini-CLIP (tests)")
     p.add_argument("--results", default="results", help="results root (results/mini/runs/<run id>.json)")
     p.set_defaults(func=cmd_mini)
     p = sub.add_parser("reproduce", help="run the experiment registry (papermill) and the table/figure notebooks")
     p.add_argument("--profile", default="mini", help="mini (CPU, the mini world) or paper (GPU, real data)")
     p.add_argument("--only", default=None, help="comma-separated tables/figures, e.g. table5,figure1")
-    p.add_argument("--jobs", type=int, default=1, help="runs executed at the same time")
+    p.add_argument("--jobs", type=at_least(1), default=1, help="runs executed at the same time")
     p.add_argument("--results-dir", default="results", help="results root (results/<profile>/...)")
     p.add_argument("--runs-only", action="store_true", help="execute the runs, not the report notebooks")
     p.add_argument("--reports-only", action="store_true", help="only execute the report notebooks (into book/generated)")
@@ -349,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, OSError, KeyError) as exc:  # bad input; unreadable, unwritable or busy paths
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"zegclip {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -132,6 +132,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
+    # the text tower's causal attn_mask holds -inf by design (a buffer, ignored when loading)
+    bad = next((k for k, v in obj.items() if v.is_floating_point() and not k.endswith("attn_mask")
+                and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise WeightsError(f"weights file {path}: tensor {bad} has NaN or infinite values")
     return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 

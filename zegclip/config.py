@@ -86,22 +86,21 @@ _NESTED = {"clip": ClipSpec, "encoder": EncoderConfig, "decoder": DecoderConfig,
 
 
 def _apply(cfg: ZegCLIPConfig, overrides: Mapping[str, Any]) -> ZegCLIPConfig:
-    names = {f.name for f in dataclasses.fields(ZegCLIPConfig)}
-    changes: dict[str, Any] = {}
+    """``cfg`` with ``overrides`` applied; nested sections (clip, encoder, decoder, loss) merge over the current
+    section, and every value is converted to its field's type (:mod:`zegclip.typed`)."""
+    from .typed import ConfigError, build, convert_fields
+
+    plain = {k: v for k, v in overrides.items() if not (k in _NESTED and isinstance(v, Mapping))}
+    changes = convert_fields(ZegCLIPConfig, plain, "")
     for key, value in overrides.items():
-        if key not in names:
-            raise ValueError(f"unknown config field {key!r}; known fields: {sorted(names)}")
         if key in _NESTED and isinstance(value, Mapping):
-            sub = getattr(cfg, key)
-            sub_names = {f.name for f in dataclasses.fields(_NESTED[key])}
-            bad = sorted(set(value) - sub_names)
-            if bad:
-                raise ValueError(f"unknown {key} field(s) {bad}; known: {sorted(sub_names)}")
-            value = dataclasses.replace(sub, **value)
-        elif key == "unseen" and value is not None:
-            value = tuple(value)
-        changes[key] = value
-    return dataclasses.replace(cfg, **changes)
+            changes[key] = build(_NESTED[key], value, key, base=getattr(cfg, key))
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:  # a check in __post_init__
+        raise ConfigError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
 
 PRESETS: dict[str, ZegCLIPConfig] = {

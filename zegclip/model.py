@@ -106,6 +106,9 @@ class ZegCLIP(nn.Module):
             )
         if embeddings.shape[1] != self.embed_dim:
             raise ValueError(f"text embeddings have dimension {embeddings.shape[1]}, the model needs {self.embed_dim}")
+        if not torch.isfinite(embeddings).all():
+            rows = sorted(set(torch.nonzero(~torch.isfinite(embeddings))[:, 0].tolist()))
+            raise ValueError(f"text embeddings of class(es) {[names[i] for i in rows][:5]} have NaN or infinite values")
         if seen is None:
             old_seen = {self.class_names[i] for i in self.seen_idx.tolist()} if hasattr(self, "class_names") else set()
             seen = [i for i, n in enumerate(names) if n in old_seen]

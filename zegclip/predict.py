@@ -60,21 +60,43 @@ def load_image(path: Path) -> torch.Tensor:
         raise ValueError(f"cannot read image {path}: {exc}".splitlines()[0]) from exc
 
 
+def _save(image: Image.Image, path: Path) -> None:
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
 @torch.no_grad()
 def predict_files(model, inputs: str | os.PathLike, out_dir: str | os.PathLike, short_side: int = 512,
-                  device: str | torch.device | None = None) -> list[dict]:
+                  device: str | torch.device | None = None) -> tuple[list[dict], dict[str, str]]:
     """Segment every image of ``inputs`` with the model's current classes; write ``<stem>_mask.png`` (colours),
-    ``<stem>_labels.png`` (class ids) and ``legend.png`` into ``out_dir``. Returns one record per image."""
+    ``<stem>_labels.png`` (class ids) and ``legend.png`` into ``out_dir``.
+
+    ``short_side``: images are resized so that their short side has this length, as the run's test pipeline does
+    (``data.test_short_side``: 512 for the paper's datasets, 64 in the mini world). An image that cannot be read is
+    skipped and named; the others are still segmented and the legend is always written. Returns (one record per
+    segmented image, {image path: why it failed}).
+    """
     from tqdm.auto import tqdm
 
+    from .io import check_writable
+
+    if short_side < 1:
+        raise ValueError(f"short_side must be >= 1, got {short_side}")
+    files = image_files(inputs)
+    out = Path(out_dir)
+    check_writable(out)  # before any computation
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     colours = palette(model.num_classes)
-    records, present_all = [], set()
-    for path in tqdm(image_files(inputs), desc="predict", unit="img"):
-        raw = load_image(path)
+    records, failed, present_all = [], {}, set()
+    for path in tqdm(files, desc="predict", unit="img"):
+        try:
+            raw = load_image(path)
+        except ValueError as exc:
+            failed[str(path)] = str(exc)
+            continue
         h, w = raw.shape[-2:]
         scale = short_side / min(h, w)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -82,12 +104,12 @@ def predict_files(model, inputs: str | os.PathLike, out_dir: str | os.PathLike, 
         image = model.normalize(image).to(device)
         scores = F.interpolate(model.scores(image), size=(h, w), mode="bilinear", align_corners=False)
         labels = scores.argmax(1)[0].cpu().numpy().astype(np.uint8 if model.num_classes <= 255 else np.int32)
-        colourise(labels, colours).save(out / f"{path.stem}_mask.png")
+        _save(colourise(labels, colours), out / f"{path.stem}_mask.png")
         if model.num_classes <= 255:
-            Image.fromarray(labels).save(out / f"{path.stem}_labels.png")
+            _save(Image.fromarray(labels), out / f"{path.stem}_labels.png")
         present = sorted(int(i) for i in np.unique(labels))
         present_all.update(present)
         records.append({"image": str(path), "mask": str(out / f"{path.stem}_mask.png"),
                         "classes": [model.class_names[i] for i in present]})
-    legend(model.class_names, colours, sorted(present_all)).save(out / "legend.png")
-    return records
+    _save(legend(model.class_names, colours, sorted(present_all) if present_all else None), out / "legend.png")
+    return records, failed

@@ -25,6 +25,8 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import yaml
 
+from .results import METRICS, REQUIRED, result_problem  # noqa: F401  (METRICS, REQUIRED re-exported)
+
 __all__ = [
     "METRICS", "TABLE_METRICS", "REPORT_TABLES", "Report", "load_results", "paper_numbers", "paper_frame",
     "paper_table", "entries_for", "aggregate", "fmt", "format_frame", "not_run_note", "table_report",
@@ -32,9 +34,7 @@ __all__ = [
     "plot_vs_paper", "plot_per_class", "plot_samples", "glue", "PAPER_DATASET",
 ]
 
-METRICS = ("pAcc", "mIoU", "mAcc", "mIoU(S)", "mIoU(U)", "hIoU", "mAcc(S)", "mAcc(U)")
 TABLE_METRICS = ("pAcc", "mIoU(S)", "mIoU(U)", "hIoU")
-REQUIRED = {"runs": ("run", "seed", "metrics", "per_class"), "bench": ("params",)}
 # parameters that do not make a run different (grouping ignores them; so does the staleness check)
 NOT_IN_KEY = ("seed", "samples", "data_root", "weights", "results_dir", "run_id", "profile")
 # the paper's dataset behind each dataset of a profile (the mini world's stand-ins included)
@@ -75,30 +75,8 @@ def _finite(value: Any) -> bool:
 
 
 def _invalid(data: Any, kind: str, stem: str) -> str | None:
-    """Why ``data`` is not a usable result of ``kind`` (None when it is)."""
-    if not isinstance(data, dict):
-        return f"not a zegclip result (a JSON {type(data).__name__}, expected an object)"
-    missing = [k for k in REQUIRED.get(kind, ()) if k not in data]
-    if missing:
-        return f"not a zegclip {kind} result (missing key(s): {', '.join(missing)})"
-    if kind != "runs":
-        return None if isinstance(data.get("params"), dict) else "`params` is not an object"
-    if data["run"] != stem:
-        return f"run id {data['run']!r} does not match the file name"
-    metrics = data["metrics"]
-    if not isinstance(metrics, dict):
-        return "`metrics` is not an object"
-    absent = [m for m in METRICS if m not in metrics]
-    if absent:
-        return f"`metrics` lacks {', '.join(absent)}"
-    bad = [m for m in METRICS if not isinstance(metrics[m], (int, float)) or isinstance(metrics[m], bool)]
-    if bad:
-        return f"`metrics` has non-numeric {', '.join(f'{m}={metrics[m]!r}' for m in bad)}"
-    rows = data["per_class"]
-    if not isinstance(rows, list) or any(not isinstance(r, dict) or not {"class", "split", "IoU"} <= set(r)
-                                         for r in rows):
-        return "`per_class` is not a list of {class, split, IoU, ...} objects"
-    return None
+    """Why ``data`` is not a usable result of ``kind`` (None when it is): :func:`zegclip.results.result_problem`."""
+    return result_problem(data, kind, stem)
 
 
 def load_results(results_dir: str | Path = "results", profile: str = "mini",

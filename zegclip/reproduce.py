@@ -50,6 +50,12 @@ RUN_DEFAULTS: dict[str, Any] = {
     "samples": 0,  # evaluation images whose prediction is saved as PNG (Figure 4)
     "quick": False,  # a few iterations with a random mini-CLIP: for tests
 }
+# The type of every run parameter (registry values are converted and checked against these, as run files are).
+RUN_TYPES: dict[str, Any] = {
+    "profile": str, "dataset": str, "setting": str, "self_training": str | None, "variant": str,
+    "query_format": str | None, "loss": str | None, "seed": int, "iters": int | None, "eval_dataset": str | None,
+    "negative_control": bool, "data_root": str | None, "weights": str | None, "samples": int, "quick": bool,
+}
 REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")
 LEARN = ("walkthrough",)
 
@@ -147,6 +153,12 @@ def normalise_params(params: dict) -> dict:
     unknown = sorted(set(p) - set(RUN_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown run parameter(s) {unknown}; known: {sorted(RUN_DEFAULTS)}")
+    from .typed import ConfigError, convert
+
+    p = {k: convert(v, RUN_TYPES[k], f"run parameter {k}") for k, v in p.items()}
+    for key, low in (("seed", 0), ("iters", 1), ("samples", 0)):
+        if p[key] is not None and p[key] < low:
+            raise ConfigError(f"run parameter {key}: {p[key]} is below the minimum {low}")
     if p["setting"] not in ("inductive", "transductive", "fully"):
         raise ValueError(f"unknown setting {p['setting']!r}; use inductive, transductive or fully")
     if p["loss"] is not None and p["loss"] not in ("el", "plain", "plus"):
@@ -393,7 +405,10 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     result["seen"], result["unseen"] = list(split.seen), list(split.unseen)
     if p["samples"]:
         result["samples"] = save_samples(evaluated, final, Path(results_dir) / p["profile"], ident, p["samples"])
-    write_json_atomic(path, _json_ready(result))
+    from .results import expected_nulls
+
+    result = _json_ready(result)
+    write_json_atomic(path, result, expected=expected_nulls(result))
     return result
 
 
@@ -495,9 +510,10 @@ def save_samples(run, checkpoint, profile_dir: Path, ident: str, count: int) -> 
 
 
 def _save_png(image, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def _palette() -> list[int]:
@@ -527,6 +543,10 @@ def is_done(entry: Entry, results_dir: str | Path) -> bool:
         return False
     if not isinstance(old, dict):
         return False
+    from .results import result_problem
+
+    if entry.notebook == "run" and result_problem(old, "runs", entry.id) is not None:
+        return False  # the reports would leave it out: run it again
     if entry.notebook != "run":
         return old.get("params", {}) == {**old.get("params", {}), **entry.params}
     if {**RUN_DEFAULTS, **(old.get("params") or {})} != {k: entry.params[k] for k in RUN_DEFAULTS}:
@@ -565,9 +585,10 @@ def _hide_injected(path: Path) -> None:
             cell.metadata["tags"] = [*tags, "remove-cell"]
             changed = True
     if changed:
-        tmp = path.with_name(path.name + ".tmp")
-        nbformat.write(nb, tmp)
-        os.replace(tmp, path)
+        from .io import atomic_path
+
+        with atomic_path(path) as tmp:
+            nbformat.write(nb, str(tmp))
 
 
 def _kernel_name() -> str:

@@ -16,7 +16,10 @@ versions and seed - the single source the notebooks read.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,6 +29,7 @@ import yaml
 from .checkpoint import write_json_atomic
 from .config import ZegCLIPConfig, get_config
 from .train import TrainConfig
+from .typed import ConfigError
 
 DATASET_SPLITS = {"voc": "voc", "coco": "coco", "context59": "context59", "context60": "context60"}
 
@@ -44,6 +48,15 @@ class DataConfig:
     photometric: bool = True  # mmseg PhotoMetricDistortion (off in the mini world, where colour is the class)
     options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of the dataset builder
 
+    def __post_init__(self):
+        if self.crop_size < 1 or self.test_short_side < 1 or min(self.scale) < 1:
+            raise ValueError(f"crop_size, scale and test_short_side must be >= 1, got {self.crop_size}, "
+                             f"{list(self.scale)}, {self.test_short_side}")
+        if not 0 < self.ratio_range[0] <= self.ratio_range[1]:
+            raise ValueError(f"ratio_range must be [low, high] with 0 < low <= high, got {list(self.ratio_range)}")
+        if not 0 < self.cat_max_ratio <= 1:
+            raise ValueError(f"cat_max_ratio must lie in (0, 1], got {self.cat_max_ratio}")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -56,6 +69,10 @@ class RunConfig:
     text_embeddings: str | None = None
     output_dir: str = "runs/run"
     eval_limit: int | None = None
+
+    def __post_init__(self):
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise ValueError(f"eval_limit must be >= 1 or null, got {self.eval_limit}")
 
     def model_config(self) -> ZegCLIPConfig:
         spec = dict(self.model)
@@ -71,15 +88,9 @@ class RunConfig:
 
 
 def _build(cls, data: Mapping[str, Any], where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(names)}")
-    values = dict(data)
-    for f in dataclasses.fields(cls):
-        if f.name in values and isinstance(values[f.name], list) and f.name in ("scale", "ratio_range"):
-            values[f.name] = tuple(values[f.name])
-    return cls(**values)
+    from .typed import build
+
+    return build(cls, data, where)
 
 
 def run_from_dict(data: Mapping[str, Any], where: str = "run config") -> RunConfig:
@@ -89,7 +100,10 @@ def run_from_dict(data: Mapping[str, Any], where: str = "run config") -> RunConf
     if "train" in data:
         data["train"] = _build(TrainConfig, data["train"], f"{where}: train")
     run = _build(RunConfig, data, where)
-    run.model_config()  # validate early
+    try:
+        run.model_config()  # validate early
+    except ValueError as exc:
+        raise ConfigError(f"{where}: model: {str(exc).splitlines()[0]}") from exc
     return run
 
 
@@ -166,17 +180,70 @@ def build_run_dataset(run: RunConfig, which: str):
     return datasets.build_dataset(d.dataset, d.root, split, transforms=tf, **dict(d.options))
 
 
+# Fields that may differ from the saved config.json when a run is resumed: they do not change the weights trained
+# so far. ``train.iters`` extends (or shortens) the schedule; the change is recorded in ``resumes.jsonl``.
+RESUME_SAFE = ("name", "output_dir", "eval_limit", "train.iters", "train.stop_at", "train.checkpoint_every",
+               "train.progress", "train.log_every", "train.num_workers", "train.keep_checkpoints")
+
+
+def config_changes(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """``{dotted field: (old, new)}`` for every leaf that differs between two plain-JSON configs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: dict[str, tuple[Any, Any]] = {}
+        for k in sorted(set(old) | set(new), key=str):
+            out.update(config_changes(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {} if old == new else {prefix: (old, new)}
+
+
+def _plain(run: RunConfig) -> dict:
+    return json.loads(json.dumps(run.to_dict(), default=str))
+
+
+def check_resume(run: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """The safe changes of ``run`` against its saved ``config.json``; any other difference is a
+    :class:`ConfigError` listing every one (a resumed run would otherwise claim settings it did not train with)."""
+    saved_path = Path(run.output_dir) / "config.json"
+    if not saved_path.is_file():
+        return {}
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--resume: cannot read {saved_path}: {exc}") from exc
+    changes = config_changes(saved, _plain(run))
+    unsafe = {k: v for k, v in changes.items() if k not in RESUME_SAFE}
+    if unsafe:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in unsafe.items())
+        raise ConfigError(f"--resume: the requested config differs from {saved_path} in {listed}. Only "
+                          f"{', '.join(RESUME_SAFE)} may change on resume; use a new output_dir for the rest")
+    return changes
+
+
 def train_run(run: RunConfig, resume: bool = False, evaluate_after: bool = False) -> dict:
+    """Train ``run`` into its output directory (held with a lock file, so a second trainer fails clearly);
+    with ``resume``, continue from the latest checkpoint after checking the config against the saved one."""
+    import time
+
+    from .io import RunLock
     from .results import environment
     from .train import fit
 
+    out = Path(run.output_dir)
+    changes = check_resume(run) if resume else {}
     dataset = build_run_dataset(run, "train")  # fail fast on data problems, before building the model
     model = build_run_model(run)
-    out = Path(run.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", run.to_dict())
-    record = {"run": run.name, "config": run.to_dict(), "environment": environment()}
-    summary = fit(model, dataset, run.train, out, resume=resume, record=record)
+    primary = int(os.environ.get("RANK", "0")) == 0
+    with RunLock(out) if primary else contextlib.nullcontext():
+        if primary:
+            write_json_atomic(out / "config.json", run.to_dict())
+            if changes:
+                entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         "changed": {k: {"from": a, "to": b} for k, (a, b) in changes.items()}}
+                with open(out / "resumes.jsonl", "a") as f:
+                    f.write(json.dumps(entry, default=str) + "\n")
+        record = {"run": run.name, "config": run.to_dict(), "environment": environment(),
+                  "resume_changes": {k: list(v) for k, v in changes.items()}}
+        summary = fit(model, dataset, run.train, out, resume=resume, record=record)
     result = {"train": summary}
     if evaluate_after:
         result["evaluation"] = evaluate_run(run, checkpoint=out / "checkpoints", model=model)
@@ -188,9 +255,13 @@ def evaluate_run(run: RunConfig, checkpoint: str | Path | None = None, model=Non
     """Evaluate a run's model (its latest checkpoint, a given checkpoint, or an official .pth) and write JSON."""
     from .checkpoint import latest_checkpoint, load_weights
     from .evaluate import evaluate
-    from .results import environment
+    from .results import environment, expected_nulls
+
+    from .io import check_writable
 
     cfg = run.model_config()
+    path = Path(result_path) if result_path else Path(run.output_dir) / "result.json"
+    check_writable(path)  # fail before the evaluation, not after it
     dataset = build_run_dataset(run, "eval")
     if official is not None:
         from .official import load_official_checkpoint
@@ -229,7 +300,6 @@ def evaluate_run(run: RunConfig, checkpoint: str | Path | None = None, model=Non
         "timings": {k: metrics[k] for k in ("images", "seconds", "seconds_per_image") if k in metrics},
         "environment": environment(),
     }
-    path = Path(result_path) if result_path else Path(run.output_dir) / "result.json"
-    write_json_atomic(path, result)
+    write_json_atomic(path, result, expected=expected_nulls(result))  # absent classes have no IoU
     return result
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -106,18 +105,13 @@ def _cache_key(model_id: str, weights_id: str, templates: Sequence[str], names: 
 
 
 def save_tensor_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file through a temporary file in the same directory, then rename."""
+    """Write a safetensors file with the package's atomic writer (:func:`zegclip.io.atomic_path`)."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def class_embeddings(
@@ -166,4 +160,9 @@ def load_embedding_file(path: str | os.PathLike, num_classes: int | None = None,
         raise ValueError(f"text-embedding file {path} has {array.shape[0]} rows but there are {num_classes} classes")
     if dim is not None and array.shape[1] != dim:
         raise ValueError(f"text-embedding file {path} has dimension {array.shape[1]} but the model needs {dim}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"text-embedding file {path} holds {array.dtype} values, not numbers")
+    bad = int((~np.isfinite(array.astype(np.float64))).sum())
+    if bad:
+        raise ValueError(f"text-embedding file {path} has {bad} NaN or infinite value(s)")
     return torch.from_numpy(array.astype(np.float32))

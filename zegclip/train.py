@@ -13,6 +13,7 @@ global batch, gradients are averaged by DDP, only rank 0 writes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint, write_json_atomic
+from .io import remove_stale_temps, strict_json, write_text_atomic
 from .losses import build_loss
 from .schedule import ScheduleConfig, build_scheduler
 from .selftrain import PAD_INDEX, ST_VARIANTS, inductive_labels, pseudo_labels
@@ -74,6 +76,15 @@ class TrainConfig:
                 raise ValueError(f"lr_mult must map parameter-name prefixes to numbers >= 0, got {self.lr_mult!r}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+        # zero and negative values are rejected here, never silently replaced by a default
+        for name, low in (("lr", "positive"), ("weight_decay", 0), ("warmup_iters", 0), ("warmup_ratio", 0),
+                          ("power", 0), ("min_lr", 0), ("num_workers", 0), ("log_every", 1),
+                          ("checkpoint_every", 1), ("keep_checkpoints", 1), ("norm_weight_decay", 0)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if (low == "positive" and not value > 0) or (low != "positive" and value < low):
+                raise ValueError(f"{name} must be {'> 0' if low == 'positive' else f'>= {low}'}, got {value}")
 
     @property
     def schedule(self) -> ScheduleConfig:
@@ -244,6 +255,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: str | os.
                 torch.manual_seed(cfg.seed + rank + 7919 * start)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out)  # what killed writers left (the caller holds the run's lock)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
@@ -258,8 +270,8 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: str | os.
                         generator=torch.Generator())  # keeps the global RNG (dropout) untouched by the loader
     batches = iter(loader)
     log_path = out / "log.jsonl"
-    if rank == 0 and start == 0 and log_path.exists():
-        log_path.unlink()
+    if rank == 0:
+        _truncate_log(log_path, start)  # a resumed run logs its iterations once
     progress = None
     if rank == 0 and cfg.progress:
         from tqdm.auto import tqdm
@@ -281,6 +293,12 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: str | os.
             for k, v in losses.items():
                 terms[k] = terms.get(k, 0.0) + v.item() / cfg.accumulation
         lr = cfg.lr * scheduler.lr_lambdas[0](scheduler.last_epoch)  # the base lr (groups may have multipliers)
+        if not all(math.isfinite(v) for v in terms.values()):
+            if progress is not None:
+                progress.close()
+            last = latest_checkpoint(out)
+            raise TrainingDiverged(f"training diverged at iteration {it + 1}: loss {terms.get('loss')} (lr {lr:.3g}); "
+                                   f"nothing was saved for it (last good checkpoint: {last.name if last else 'none'})")
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -292,8 +310,12 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: str | os.
             if done % cfg.log_every == 0 or done == end:
                 last_log = {"iter": done, "lr": lr, **terms, "time": round(time.perf_counter() - t_start, 3)}
                 with open(log_path, "a") as f:
-                    f.write(json.dumps(last_log) + "\n")
+                    f.write(strict_json(last_log, indent=None)[0] + "\n")
             if done % cfg.every == 0 or done == end:
+                bad = next((n for n, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()), None)
+                if bad is not None:
+                    raise TrainingDiverged(f"training diverged by iteration {done}: parameter {bad} is not finite; "
+                                           "no checkpoint was written for it")
                 save_checkpoint(out, done, model, optimizer, scheduler, extra={"seed": cfg.seed},
                                 full=cfg.full_checkpoints)
                 _prune(out, cfg.keep_checkpoints)
@@ -305,6 +327,27 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: str | os.
     if rank == 0:
         write_json_atomic(out / "train_summary.json", {**(record or {}), "summary": summary})
     return summary
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: training stops, and no checkpoint or result is written for it."""
+
+
+def _truncate_log(path: Path, start: int) -> None:
+    """Keep the log lines of iterations ``<= start`` (all of them gone when starting at 0)."""
+    if not path.exists():
+        return
+    if start == 0:
+        path.unlink()
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("iter", 0) <= start:
+                kept.append(line)
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a line cut by a kill
+    write_text_atomic(path, "".join(k + "\n" for k in kept))
 
 
 def _prune(out: Path, keep: int | None) -> None:

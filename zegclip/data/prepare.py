@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..io import atomic_path, write_text_atomic
 from .classes import load_class_split
 
 __all__ = [
@@ -46,31 +47,14 @@ VOC_AUG_TRAIN_LEN = 10582
 
 
 # ============================================================================ small utilities
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def _write_png(array: np.ndarray, path: Path) -> None:
     """Write a single-channel uint8 PNG atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_text(lines: Iterable[str], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_text_atomic(path, "".join(f"{line}\n" for line in lines))
 
 
 def _read_ids(path: Path) -> list[str]:

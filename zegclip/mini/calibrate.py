@@ -110,19 +110,15 @@ def run_calibration(name: str, note: str, results_dir: str | Path = "results", o
 def write_log_csv(results_dir: str | Path = "results") -> Path:
     """Rewrite ``<results>/mini/calibration/log.csv`` from the logged runs: one row per calibration run (what
     changed, its control numbers, its wall time), for readers who want the log without the book. Atomic."""
-    import os
-    import tempfile
+    from ..io import atomic_path
 
     frame, _ = calibration_frame(results_dir)
     entries, _ = load_calibration_log(results_dir)
     if len(frame):
         frame["train seconds"] = [e["seconds"]["train"] for e in entries]
     path = Path(results_dir) / "mini" / "calibration" / "log.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv.tmp")
-    with os.fdopen(fd, "w") as f:
-        frame.round(2).to_csv(f, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.round(2).to_csv(tmp, index=False)
     return path
 
 

@@ -61,6 +61,13 @@ class PretrainConfig:
     # is what a patch token sees (issue 20: frozen patch tokens carried colour but little shape).
     crop: float = 0.0
 
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "pool", "eval_images"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"mini-CLIP pretraining: {name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or self.weight_decay < 0 or self.warmup < 1 or not 0 <= self.crop <= 1:
+            raise ValueError("mini-CLIP pretraining: need lr > 0, weight_decay >= 0, warmup >= 1, 0 <= crop <= 1")
+
     def key(self) -> str:
         blob = json.dumps([dataclasses.asdict(self), MINI_CLIP_CONFIG, GENERATOR_VERSION], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
