@@ -331,3 +331,35 @@ def test_unwritable_output_fails_before_computing(command, tiny_run, tmp_path, c
         args = ("predict", str(images), "--run", str(tmp_path / "run"), "--out", str(blocker / "p"))
     code, err = run_main(capsys, *args)
     assert code == 2 and f"cannot write to {blocker}" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------- reproduce writes only where it is told
+def test_reproduce_finds_its_project_from_the_working_directory(tmp_path, monkeypatch, capsys):
+    from zegclip import reproduce as rp
+
+    repo = rp.project_root()
+    monkeypatch.chdir(tmp_path)  # e.g. an installed zegclip used outside any checkout
+    monkeypatch.delenv("ZEGCLIP_PROJECT", raising=False)
+    with pytest.raises(FileNotFoundError, match=f"not inside a zegclip project: no notebooks/registry.yaml in {tmp_path}"):
+        rp.project_root()
+    code, err = run_main(capsys, "reproduce", "--list")
+    assert code == 2 and "not inside a zegclip project" in err
+    monkeypatch.setenv("ZEGCLIP_PROJECT", str(repo))
+    assert rp.notebooks_dir() == repo / "notebooks" and rp.generated_dir() == repo / "book" / "generated"
+    written = []
+    monkeypatch.setattr(rp, "execute_notebook", lambda source, output, params, cwd=None: written.append(output))
+    rp.reproduce("mini", only=["table5"], reports_only=True, results_dir=tmp_path / "results",
+                 generated=tmp_path / "book-out")
+    assert written == [tmp_path / "book-out" / "table5.ipynb"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "results/mini/reproduce.json"]
+
+
+def test_non_finite_images_are_rejected():
+    from zegclip.factory import build_model
+
+    model = build_model("voc", random_init=True, **tiny_overrides())
+    images = torch.zeros(2, 3, 64, 64)
+    images[1, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"images \[1\] of the batch have NaN or infinite values"):
+        model.scores(images)

@@ -83,7 +83,7 @@ def test_registry_errors_name_the_problem(tmp_path):
 
 
 def test_run_notebook_parameters_match_the_package():
-    params = rp.notebook_parameters(rp.NOTEBOOKS / "run.ipynb")
+    params = rp.notebook_parameters(rp.notebooks_dir() / "run.ipynb")
     assert params == {**rp.RUN_DEFAULTS, "results_dir": "results", "run_id": None, "force": False}
 
 
@@ -118,6 +118,7 @@ def test_cross_dataset_evaluation_counts_every_target_class_as_seen():
 
 def test_quick_batch_runs_skips_finished_work_and_records_failures(tmp_path, monkeypatch):
     """Two quick runs through papermill; a rerun does nothing; a failing run keeps its executed notebook."""
+    monkeypatch.setenv("ZEGCLIP_PROJECT", str(rp.project_root()))  # the notebooks of this checkout
     monkeypatch.chdir(tmp_path)
     registry = tmp_path / "registry.yaml"
     registry.write_text(yaml.safe_dump({
@@ -195,6 +196,7 @@ def test_mini_controls_command_quick(tmp_path, monkeypatch, capsys):
     """`mini controls --quick`: three tiny runs through papermill, the table printed and written; a rerun skips."""
     from zegclip.cli import main
 
+    monkeypatch.setenv("ZEGCLIP_PROJECT", str(rp.project_root()))  # the notebooks of this checkout
     monkeypatch.chdir(tmp_path)
     assert main(["mini", "controls", "--preset", "mini-voc", "--seeds", "1", "--quick"]) == 0
     out = capsys.readouterr().out

@@ -211,6 +211,43 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     assert summary["resumed_from"] == int(interrupted_at[-7:])
 
 
+# the child again, with the write of checkpoint 4 stalled after its weights file: a kill lands inside the write
+_CHILD_STALLED_SAVE = _CHILD.replace("from zegclip.train import TrainConfig, fit\n", """from zegclip.train import TrainConfig, fit
+import time
+import zegclip.checkpoint as ck
+_save_file = ck.save_file
+def stalled(tensors, path, metadata=None):
+    _save_file(tensors, path, metadata=metadata)
+    if "iter_0000004" in path:
+        time.sleep(120)
+ck.save_file = stalled
+""")
+
+
+def test_kill_during_a_checkpoint_write_then_resume(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    _run_child(straight, delay=0.0)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = _CHILD_STALLED_SAVE.format(tests=str(REPO / "tests"), delay=0.0)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(killed)], env=env, cwd=REPO)
+    deadline = time.time() + 240
+    while not list((killed / "checkpoints").glob(".iter_0000004.*.tmp/model.safetensors")):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert latest_checkpoint(killed).name == "iter_0000002"  # the half-written checkpoint is invisible
+    assert list((killed / "checkpoints").glob(".iter_0000004.*.tmp"))
+    _run_child(killed, delay=0.0)  # resume
+    assert not list((killed / "checkpoints").glob(".*.tmp"))  # the killed writer's temp folder is gone
+    assert json.loads((killed / "train_summary.json").read_text())["summary"]["resumed_from"] == 2
+    a = load_file(str(straight / "checkpoints" / "iter_0000008" / "model.safetensors"))
+    b = load_file(str(killed / "checkpoints" / "iter_0000008" / "model.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    lines = [json.loads(x)["iter"] for x in (killed / "log.jsonl").read_text().splitlines()]
+    assert lines == sorted(set(lines))  # no iteration logged twice
+
+
 def test_all_variant_never_pseudo_labels_padding(tmp_path):
     from zegclip.data.transforms import train_transforms
     from zegclip.selftrain import PAD_INDEX

@@ -263,7 +263,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     t0 = time.perf_counter()
     summary = reproduce(args.profile, only=only, jobs=args.jobs, results_dir=args.results_dir,
-                        runs_only=args.runs_only, reports_only=args.reports_only, force=args.force, quick=args.quick)
+                        runs_only=args.runs_only, reports_only=args.reports_only, force=args.force, quick=args.quick,
+                        generated=args.book_dir)
     print(f"reproduce {args.profile}: {len(summary['ran'])} run(s) executed, {len(summary['skipped'])} already done, "
           f"{len(summary['failed'])} failed, in {time.perf_counter() - t0:.0f}s")
     for name, err in summary["failed"].items():
@@ -345,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=None, help="comma-separated tables/figures, e.g. table5,figure1")
     p.add_argument("--jobs", type=at_least(1), default=1, help="runs executed at the same time")
     p.add_argument("--results-dir", default="results", help="results root (results/<profile>/...)")
+    p.add_argument("--book-dir", default=None,
+                   help="where the executed report notebooks go (default: book/generated of the project, the checkout "
+                        "found from the working directory or $ZEGCLIP_PROJECT)")
     p.add_argument("--runs-only", action="store_true", help="execute the runs, not the report notebooks")
     p.add_argument("--reports-only", action="store_true", help="only execute the report notebooks (into book/generated)")
     p.add_argument("--force", action="store_true", help="redo runs whose results exist")

@@ -26,8 +26,9 @@ from .queries import RelationshipDescriptor
 from .text import class_embeddings, check_class_names
 
 
-def check_images(images: torch.Tensor) -> None:
-    """Images must be a floating-point (B, 3, H, W) tensor."""
+def check_images(images: torch.Tensor, values: bool = False) -> None:
+    """Images must be a floating-point (B, 3, H, W) tensor; with ``values``, also finite (a host sync: done at the
+    inference entry :meth:`ZegCLIP.scores`, not in ``forward``, which ``torch.compile`` must trace without breaks)."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}")
     if images.ndim != 4:
@@ -36,6 +37,9 @@ def check_images(images: torch.Tensor) -> None:
         raise ValueError(f"images must have 3 channels (B, 3, H, W); got {images.shape[1]} in {tuple(images.shape)}")
     if not images.is_floating_point():
         raise ValueError(f"images must be normalised floating-point tensors, got dtype {images.dtype}")
+    if values and not images.is_meta and not torch.isfinite(images).all():  # meta tensors hold no values
+        bad = sorted(set(torch.nonzero(~torch.isfinite(images))[:, 0].tolist()))
+        raise ValueError(f"images {bad[:5]} of the batch have NaN or infinite values")
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
@@ -106,7 +110,7 @@ class ZegCLIP(nn.Module):
             )
         if embeddings.shape[1] != self.embed_dim:
             raise ValueError(f"text embeddings have dimension {embeddings.shape[1]}, the model needs {self.embed_dim}")
-        if not torch.isfinite(embeddings).all():
+        if not embeddings.is_meta and not torch.isfinite(embeddings).all():
             rows = sorted(set(torch.nonzero(~torch.isfinite(embeddings))[:, 0].tolist()))
             raise ValueError(f"text embeddings of class(es) {[names[i] for i in rows][:5]} have NaN or infinite values")
         if seen is None:
@@ -205,7 +209,7 @@ class ZegCLIP(nn.Module):
 
         Runs in eval mode (no dropout) and restores the previous mode afterwards.
         """
-        check_images(images)
+        check_images(images, values=True)
         was_training = self.training
         self.eval()
         crop, stride = self.cfg.slide_crop, self.cfg.slide_stride

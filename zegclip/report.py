@@ -49,23 +49,35 @@ REPORT_TABLES: dict[str, dict[str, Any]] = {
     "table6": {"by": ("dataset", "loss"), "metrics": TABLE_METRICS},
     "table7": {"by": ("dataset", "eval_dataset", "setting"), "metrics": ("pAcc", "mIoU", "mAcc")},
 }
-_REPO = Path(__file__).resolve().parent.parent
 _MAX_PROBLEMS = 12
 
 
 # ------------------------------------------------------------------------------------------------ reading
+def _project() -> Path | None:
+    from .reproduce import project_root
+
+    try:
+        return project_root()
+    except FileNotFoundError:
+        return None
+
+
 def _resolve(results_dir: str | Path) -> Path:
-    """``results_dir`` as given, or under the repository root when a relative path is not found here."""
+    """``results_dir`` as given, or under the project root (the checkout found from the working directory, see
+    :func:`zegclip.reproduce.project_root`) when a relative path is not found here: notebooks run from their folder."""
     path = Path(results_dir)
-    if not path.is_absolute() and not path.exists() and (_REPO / path).exists():
-        return _REPO / path
+    if not path.is_absolute() and not path.exists():
+        root = _project()
+        if root is not None and (root / path).exists():
+            return root / path
     return path
 
 
 def _shown(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it (for display)."""
+    """``path`` relative to the project when it lies inside it (for display)."""
+    root = _project() or Path.cwd()
     try:
-        return str(path.resolve().relative_to(_REPO))
+        return str(path.resolve().relative_to(root))
     except ValueError:
         return str(path)
 
@@ -109,7 +121,9 @@ def load_results(results_dir: str | Path = "results", profile: str = "mini",
 # ------------------------------------------------------------------------------------------- paper numbers
 @lru_cache(maxsize=1)
 def _paper_yaml() -> dict:
-    path = Path(__file__).with_name("paper_numbers.yaml")
+    import importlib.resources
+
+    path = importlib.resources.files("zegclip") / "paper_numbers.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping keyed by table name")

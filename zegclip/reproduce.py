@@ -26,10 +26,6 @@ import yaml
 
 from .checkpoint import write_json_atomic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO_ROOT / "notebooks"
-REGISTRY = NOTEBOOKS / "registry.yaml"
-GENERATED = REPO_ROOT / "book" / "generated"
 PROFILES = ("mini", "paper")
 
 # Parameters of notebooks/run.ipynb (its `parameters` cell holds the same names and defaults; a test checks it).
@@ -60,6 +56,37 @@ REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "tab
 LEARN = ("walkthrough",)
 
 
+# ------------------------------------------------------------------------------------------------ project
+def project_root(start: str | Path | None = None) -> Path:
+    """The zegclip project that the experiments belong to: the folder holding ``notebooks/registry.yaml``.
+
+    ``start`` when given, else ``$ZEGCLIP_PROJECT``, else the working directory or the nearest of its parents that
+    holds a registry. Never the installed package's own location: a ``pip install``-ed zegclip must not write
+    notebooks into site-packages.
+    """
+    env = os.environ.get("ZEGCLIP_PROJECT")
+    if start is not None or env:
+        candidates = [Path(start if start is not None else env)]
+    else:
+        candidates = [Path.cwd(), *Path.cwd().parents]
+    for c in candidates:
+        if (c / "notebooks" / "registry.yaml").is_file():
+            return c.resolve()
+    raise FileNotFoundError(f"not inside a zegclip project: no notebooks/registry.yaml in {candidates[0]}"
+                            f"{' or its parents' if len(candidates) > 1 else ''} (run from the checkout, or set "
+                            "ZEGCLIP_PROJECT)")
+
+
+def notebooks_dir(project: str | Path | None = None) -> Path:
+    """``<project>/notebooks``: the registry, the run notebook and the report notebooks."""
+    return project_root(project) / "notebooks"
+
+
+def generated_dir(project: str | Path | None = None) -> Path:
+    """``<project>/book/generated``: where the executed report notebooks go (the book reads them there)."""
+    return project_root(project) / "book" / "generated"
+
+
 # ------------------------------------------------------------------------------------------------ registry
 @dataclass(frozen=True)
 class Entry:
@@ -80,7 +107,7 @@ class Entry:
 
 def load_registry(path: str | Path | None = None) -> dict:
     """Read and validate the registry YAML (default ``notebooks/registry.yaml``)."""
-    path = Path(path) if path else REGISTRY
+    path = Path(path) if path else notebooks_dir() / "registry.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"experiment registry not found: {path}")
     try:
@@ -115,7 +142,7 @@ def load_registry(path: str | Path | None = None) -> dict:
 def _known_params(notebook: str) -> Iterable[str] | None:
     if notebook == "run":
         return RUN_DEFAULTS
-    path = NOTEBOOKS / f"{notebook}.ipynb"
+    path = notebooks_dir() / f"{notebook}.ipynb"
     if not path.is_file():
         raise ValueError(f"registry names notebook {notebook!r}, but {path} does not exist")
     return [k for k in notebook_parameters(path) if k != "results_dir"]  # run_id: the entry's id
@@ -606,7 +633,7 @@ def _kernel_name() -> str:
 
 def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: int = 1, results_dir: str | Path = "results",
               runs_only: bool = False, reports_only: bool = False, force: bool = False, quick: bool = False,
-              generated: str | Path = GENERATED, registry: str | Path | None = None) -> dict:
+              generated: str | Path | None = None, registry: str | Path | None = None) -> dict:
     """Execute the registry's runs for ``profile`` (skipping finished ones), then its report notebooks."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -648,9 +675,10 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
                 bar.update(1)
         bar.close()
     if not runs_only:
+        generated = Path(generated) if generated is not None else generated_dir()
         tables = [t for t in REPORTS if not only or t in set(only)]
         for name in list(tables) + ([] if only else list(LEARN)):
-            source = NOTEBOOKS / f"{name}.ipynb"
+            source = notebooks_dir() / f"{name}.ipynb"
             if not source.is_file():
                 summary["reports"][name] = "missing"
                 continue
@@ -676,7 +704,7 @@ def _run_entry(entry: Entry, results_dir: Path, force: bool) -> str | None:
     if entry.notebook == "run":
         params["force"] = force
     try:
-        execute_notebook(NOTEBOOKS / f"{entry.notebook}.ipynb", out, params)
+        execute_notebook(notebooks_dir() / f"{entry.notebook}.ipynb", out, params)
     except Exception as exc:  # noqa: BLE001 - papermill raises PapermillExecutionError and kernel errors
         failed_nb.parent.mkdir(parents=True, exist_ok=True)
         if out.is_file():

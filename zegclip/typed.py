@@ -104,8 +104,8 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         if value in args:
             return value
         raise _fail(where, value, tp)
-    if tp is bool:
-        if isinstance(value, bool):
+    if tp in (bool, str):  # taken as they are: no "yes" -> True, no 3 -> "3"
+        if isinstance(value, tp):
             return value
         raise _fail(where, value, tp)
     if tp is int:
@@ -119,10 +119,6 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         x = _number(value)
         if x is not None and math.isfinite(x):
             return x
-        raise _fail(where, value, tp)
-    if tp is str:
-        if isinstance(value, str):
-            return value
         raise _fail(where, value, tp)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -159,7 +155,7 @@ def convert_fields(cls: type, data: Mapping[str, Any], where: str) -> dict[str, 
     types_ = field_types(cls)
     unknown = sorted(str(k) for k in set(data) - set(types_))
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(types_)}")
+        raise ConfigError(f"{where + ': ' if where else ''}unknown field(s) {unknown}; known: {sorted(types_)}")
     return {k: convert(v, types_[k], f"{where}.{k}" if where else k) for k, v in data.items()}
 
 
