@@ -27,6 +27,8 @@ from urllib.request import urlopen
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds the book and drives headless Chromium
+
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "book" / "generated"
 REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")

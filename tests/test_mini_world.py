@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import types
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from zegclip.data import load_class_split
-from zegclip.data.datasets import DATASET_NAMES, MINI_DATASET_NAMES, build_dataset
+from zegclip.data.datasets import DATASET_NAMES, build_dataset, registered_datasets
 from zegclip.data.transforms import train_transforms
 from zegclip.mini.world import (
     COLOUR_JITTER,
@@ -100,8 +99,8 @@ def test_empty_and_foreign_splits_rejected():
 
 
 def test_get_world():
-    assert WORLD_NAMES == MINI_DATASET_NAMES == ("mini-voc", "mini-coco", "mini-voc-b")
-    assert not set(MINI_DATASET_NAMES) & set(DATASET_NAMES)  # so run.py's "data.root is not set" check skips them
+    assert WORLD_NAMES == registered_datasets() == ("mini-voc", "mini-coco", "mini-voc-b")
+    assert not set(registered_datasets()) & set(DATASET_NAMES)  # so run.py's "data.root is not set" check skips them
     w = get_world("mini-coco")
     assert w.style == "a" and w.image_size == 64 and w.num_classes == 36
     assert w.things == tuple(range(30)) and w.stuff == tuple(range(30, 36))
@@ -237,12 +236,14 @@ def test_captions_mention_exactly_the_present_classes(name):
         caption(w, [], 0)
 
 
-def test_speed():
-    for name in ("mini-voc", "mini-coco"):
-        start = time.perf_counter()
-        for i in range(200):
-            render_scene(name, 0, i)
-        assert time.perf_counter() - start < 2.0
+def test_speed_is_a_benchmark_command(capsys):
+    """Rendering speed is measured by `python -m zegclip mini speed` (medians, side by side), never asserted here."""
+    from zegclip.cli import main
+
+    assert main(["mini", "speed", "--scenes", "3", "--repeats", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["mini-voc", "mini-coco"]
+    assert all("median of 2 x 3 scenes" in line for line in lines)
 
 
 # ---------------------------------------------------------------------------------------------- datasets

@@ -314,6 +314,7 @@ def _execute(name: str, results_dir: Path, out: Path, km=None) -> str:
     return json.dumps([c.get("outputs", []) for c in nb["cells"] if c["cell_type"] == "code"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_without_results(name, tmp_path, kernel):
     outputs = _execute(name, tmp_path / "empty", tmp_path, kernel)
@@ -321,6 +322,7 @@ def test_notebook_without_results(name, tmp_path, kernel):
     assert "image/png" not in outputs  # nothing drawn without results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_with_fabricated_results(name, fabricated, tmp_path, kernel):
     outputs = _execute(name, fabricated, tmp_path, kernel)
@@ -331,6 +333,7 @@ def test_notebook_with_fabricated_results(name, fabricated, tmp_path, kernel):
         assert "table5_zegclip_hiou" in outputs and "table5_spearman_hiou" in outputs
 
 
+@pytest.mark.slow
 def test_notebook_in_a_fresh_kernel(fabricated, tmp_path):
     """As `python -m zegclip reproduce` runs them: a new kernel per notebook (the others share one for speed)."""
     outputs = _execute("figure4", fabricated, tmp_path)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from zegclip import reproduce as rp
+from zegclip.mini.controls import controls_entries
 from zegclip.mini.world import GENERATOR_VERSION
 
 
@@ -116,6 +117,7 @@ def test_cross_dataset_evaluation_counts_every_target_class_as_seen():
     assert ev["model"]["unseen"] == [] and ev["model"]["encoder"]["num_prompts"] == 20
 
 
+@pytest.mark.slow
 def test_quick_batch_runs_skips_finished_work_and_records_failures(tmp_path, monkeypatch):
     """Two quick runs through papermill; a rerun does nothing; a failing run keeps its executed notebook."""
     monkeypatch.setenv("ZEGCLIP_PROJECT", str(rp.project_root()))  # the notebooks of this checkout
@@ -179,16 +181,16 @@ def test_only_keeps_the_parameters_a_run_has_for_every_table():
 
 
 def test_controls_entries_cover_fully_inductive_and_negative_control_per_seed():
-    entries = rp.controls_entries("mini-coco", seeds=2)
+    entries = controls_entries("mini-coco", seeds=2)
     got = sorted((e.params["setting"], e.params["negative_control"], e.params["seed"]) for e in entries)
     assert got == [("fully", False, 0), ("fully", False, 1), ("inductive", False, 0), ("inductive", False, 1),
                    ("inductive", True, 0), ("inductive", True, 1)]
     assert "mini-coco-dpt-nel-rd-inductive-random-unseen-text-s1" in {e.id for e in entries}
-    assert len(rp.controls_entries("mini-voc", seeds=4)) == 12  # more seeds than the registry lists
+    assert len(controls_entries("mini-voc", seeds=4)) == 12  # more seeds than the registry lists
     with pytest.raises(ValueError, match="--preset 'voc'"):
-        rp.controls_entries("voc")
+        controls_entries("voc")
     with pytest.raises(ValueError, match="--seeds must be at least 1, got 0"):
-        rp.controls_entries("mini-voc", seeds=0)
+        controls_entries("mini-voc", seeds=0)
 
 
 @pytest.mark.slow

@@ -154,6 +154,7 @@ def test_packaged_recipes_resolve():
     assert overridden.train.iters == 100 and overridden.data.root == "/data/VOCdevkit"
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_with_torchrun(run_file, tmp_path):
     """The multi-GPU path (torchrun + DDP) on two CPU processes with the gloo backend."""
     import os

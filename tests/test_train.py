@@ -195,6 +195,7 @@ def _run_child(out, delay, kill_after=None):
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     _run_child(straight, delay=0.0)
@@ -224,6 +225,7 @@ ck.save_file = stalled
 """)
 
 
+@pytest.mark.slow
 def test_kill_during_a_checkpoint_write_then_resume(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     _run_child(straight, delay=0.0)

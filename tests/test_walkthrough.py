@@ -114,6 +114,7 @@ def _printed_shapes(nb) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_walkthrough_quick_runs_and_prints_shapes(tmp_path):
     papermill = pytest.importorskip("papermill")
     from zegclip.config import get_config

@@ -13,6 +13,7 @@ from .factory import build_model
 from .losses import LossConfig, build_loss
 from .model import ZegCLIP
 from .official import load_official_checkpoint
+from . import mini  # noqa: E402,F401  (the bundled plugin: registers the mini presets, datasets and CLIP)
 
 __version__ = "0.1.0"
 

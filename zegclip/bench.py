@@ -202,8 +202,7 @@ class Subject:
 
 def build_subject(name: str, cfg: BenchConfig) -> Subject:
     """The model of method ``name`` with random weights (on the CPU, in eval mode; the caller moves it)."""
-    import zegclip
-    from .factory import resolve_split
+    from .factory import build_model, resolve_split
     from .twostage import build_two_stage
 
     overrides = quick_overrides(cfg.size) if cfg.quick else {"clip": {"image_size": cfg.size}}
@@ -215,7 +214,7 @@ def build_subject(name: str, cfg: BenchConfig) -> Subject:
         classes = resolve_split(mcfg).num_classes
         dim = mcfg.clip.model_config()["embed_dim"]
         text = torch.nn.functional.normalize(torch.randn(classes, dim, generator=torch.Generator().manual_seed(0)), dim=-1)
-        model = zegclip.build_model(mcfg, random_init=True, text_embeddings=text)
+        model = build_model(mcfg, random_init=True, text_embeddings=text)
         T = model.backbone.num_prompts
         grid = (cfg.size // model.backbone.patch_size[0]) ** 2
         label = f"ZegCLIP {name.upper()} (T={T}, {classes} classes)"

@@ -214,12 +214,20 @@ def cmd_mini(args: argparse.Namespace) -> int:
               f"({entry['seconds']['train']:.0f}s training; mask logit std {entry['mask_logits']['std']:.2f})")
         return 0
     if args.action == "controls":
-        from .reproduce import run_controls
+        from .mini.controls import run_controls
 
         record = run_controls(args.preset, seeds=args.seeds, results_dir=args.results, jobs=args.jobs,
                               force=args.force, quick=args.quick)
         print(controls_table(record))
         return 1 if record["failed"] else 0
+    if args.action == "speed":
+        from .mini.world import render_speed
+
+        record = render_speed(scenes=args.scenes, repeats=args.repeats)
+        for world, r in record.items():
+            print(f"{world}: {r['scenes_per_second']:,.0f} scenes/s (median of {r['repeats']} x {r['scenes']} scenes, "
+                  f"{torch.get_num_threads()} torch thread(s), one process)")
+        return 0
     if args.action == "diagnose":
         from .checkpoint import write_json_atomic
         from .mini.diagnose import diagnose
@@ -323,10 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", default="train,val", help="splits to check")
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("mini", help="the mini world: pretrain the mini-CLIP, or run the Table 5 ablation's 36 runs (CPU)")
-    p.add_argument("action", choices=["pretrain", "table5", "controls", "calibrate", "diagnose"],
+    p.add_argument("action", choices=["pretrain", "table5", "controls", "calibrate", "diagnose", "speed"],
                    help="pretrain the mini-CLIP; run Table 5; measure the world's five controls (written to "
                         "<results>/mini/calibration/controls-<preset>.json); one calibration run (logged in "
-                        "<results>/mini/calibration/); the diagnosis instruments (patch oracle, probes, zero-shot)")
+                        "<results>/mini/calibration/); the diagnosis instruments (patch oracle, probes, zero-shot); "
+                        "the scene-rendering benchmark")
     p.add_argument("--steps", type=at_least(1), default=None, help="pretraining steps (default: the packaged config)")
     p.add_argument("--name", default=None, help="calibrate: the log entry's name")
     p.add_argument("--note", default=None, help="calibrate: what this run changes, in words")
@@ -339,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=at_least(1), default=3, help="controls: seeds 0..N-1 of every control run")
     p.add_argument("--jobs", type=at_least(1), default=1, help="controls: runs at a time (one per core)")
     p.add_argument("--quick", action="store_true", help="controls: tiny runs with a random mini-CLIP (tests)")
+    p.add_argument("--scenes", type=at_least(1), default=200, help="speed: scenes per timing")
+    p.add_argument("--repeats", type=at_least(1), default=5, help="speed: timings per world (the median is shown)")
     p.add_argument("--results", default="results", help="results root (results/mini/runs/<run id>.json)")
     p.set_defaults(func=cmd_mini)
     p = sub.add_parser("reproduce", help="run the experiment registry (papermill) and the table/figure notebooks")

@@ -18,7 +18,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +82,22 @@ def tokenizer_for(text_tower: nn.Module):
 
 # --------------------------------------------------------------------------------------------------------------
 # Weight files
+
+
+# Default weights of CLIP models by name, for models whose weights a plugin provides (the mini world's "mini-clip",
+# pretrained and cached on first use). ViT-B-16 has none: its weights are a file the user names.
+_DEFAULT_WEIGHTS: dict[str, Callable[[], Path]] = {}
+
+
+def register_default_weights(model: str, provider: Callable[[], Path]) -> None:
+    """Make ``provider()`` (returning a weights file) the default weights of CLIP model ``model``."""
+    _DEFAULT_WEIGHTS[model] = provider
+
+
+def default_weights(model: str) -> Path | None:
+    """The registered default weights file of CLIP model ``model`` (calling its provider), or None."""
+    provider = _DEFAULT_WEIGHTS.get(model)
+    return None if provider is None else Path(provider())
 
 
 def resolve_weights_path(weights: str | os.PathLike | None) -> Path:

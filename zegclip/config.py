@@ -121,29 +121,8 @@ PRESETS: dict[str, ZegCLIPConfig] = {
 }
 
 
-# The mini world's CLIP: the same open_clip classes as ViT-B/16 at laptop size (zegclip.mini.miniclip pretrains it).
-# Vision: 64 px, patch 8 (an 8x8 grid), width 128 x 4 layers, 4 heads; text: width 128 x 3 layers, context 32.
-MINI_CLIP_CONFIG = {
-    "embed_dim": 128,
-    "vision_cfg": {"image_size": 64, "layers": 4, "width": 128, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 3},
-}
-_MINI = dict(
-    clip=ClipSpec(model="mini-clip", config=MINI_CLIP_CONFIG, image_size=64),
-    decoder=DecoderConfig(dim=128, heads=4, ffn_dim=512),
-    mask_size=None,  # masks go straight to the crop size (the official 512 detour is meaningless at 64 px)
-    slide_crop=64,
-    slide_stride=48,
-)
-# mini-voc: 20 colour x shape classes (15/5), 10 prompts per layer, single template (as VOC)
-PRESETS["mini-voc"] = ZegCLIPConfig(name="mini-voc", split="mini-voc", encoder=EncoderConfig(num_prompts=10), **_MINI)
-# mini-coco: 30 things + 6 stuff (32/4), 20 prompts per layer, 15-template ensemble (as COCO)
-PRESETS["mini-coco"] = ZegCLIPConfig(name="mini-coco", split="mini-coco", encoder=EncoderConfig(num_prompts=20),
-                                     templates="ensemble", **_MINI)
-
-
 def register_preset(config: ZegCLIPConfig) -> None:
-    """Add a preset (used by the mini world)."""
+    """Add a preset by its name (the mini world registers ``mini-voc`` and ``mini-coco`` this way)."""
     PRESETS[config.name] = config
 
 

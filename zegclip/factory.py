@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .clip import build_towers, load_clip_weights, resolve_weights_path
+from .clip import build_towers, default_weights, load_clip_weights, resolve_weights_path
 from .config import ZegCLIPConfig, get_config
 from .data.classes import ClassSplit, load_class_split
 from .model import ZegCLIP
@@ -51,10 +51,8 @@ def build_model(
     cfg = get_config(preset, **overrides)
     if random_init and weights is not None:
         raise ValueError("give either weights or random_init=True, not both")
-    if weights is None and not random_init and cfg.clip.model == "mini-clip":
-        from .mini.miniclip import ensure_mini_clip  # the mini world's CLIP: cached, pretrained on first use
-
-        weights = ensure_mini_clip()[0]
+    if weights is None and not random_init:
+        weights = default_weights(cfg.clip.model)  # a registered provider (the mini world's CLIP), else None
     weights_path = None if random_init else resolve_weights_path(weights)
     if class_names is not None:
         names = list(class_names)

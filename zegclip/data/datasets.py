@@ -46,7 +46,8 @@ __all__ = [
     "build_dataset",
     "check_dataset",
     "DATASET_NAMES",
-    "MINI_DATASET_NAMES",
+    "register_dataset",
+    "registered_datasets",
     "voc_palette",
     "voc_color_to_index",
     "read_image",
@@ -57,7 +58,23 @@ __all__ = [
 PathLike = str | os.PathLike
 Transforms = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[Any, Any]]
 DATASET_NAMES = ("voc", "coco", "context59", "context60", "folder")
-MINI_DATASET_NAMES = ("mini-voc", "mini-coco", "mini-voc-b")  # generated scenes (zegclip.mini.world); no root
+# Datasets that other packages register (the mini world's generated scenes): name -> builder(split, transforms,
+# **options). They need no root. The data layer never imports them.
+_REGISTERED: dict[str, Callable[..., Any]] = {}
+
+
+def register_dataset(name: str, builder: Callable[..., Any]) -> None:
+    """Make ``build_dataset(name, root, split, transforms, **options)`` call ``builder(split, transforms=...,
+    **options)`` (``root`` is ignored: registered datasets are generated or located by their builder)."""
+    key = name.strip().lower()
+    if key in DATASET_NAMES:
+        raise ValueError(f"dataset name {name!r} is built in and cannot be registered")
+    _REGISTERED[key] = builder
+
+
+def registered_datasets() -> tuple[str, ...]:
+    """Names of the registered datasets, in registration order."""
+    return tuple(_REGISTERED)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -543,9 +560,9 @@ def build_dataset(
     transforms: Transforms | None = None,
     **kwargs: Any,
 ) -> SegmentationDataset:
-    """One entry point: ``name`` in ``voc``, ``coco``, ``context59``, ``context60``, ``folder``, or a generated mini
-    world ``mini-voc``, ``mini-coco``, ``mini-voc-b`` (:class:`zegclip.mini.world.MiniSegmentation`; ``root`` is
-    ignored, options ``size`` and ``seed``).
+    """One entry point: ``name`` in ``voc``, ``coco``, ``context59``, ``context60``, ``folder``, or a registered
+    dataset (:func:`register_dataset`; the mini world registers ``mini-voc``, ``mini-coco`` and ``mini-voc-b``,
+    whose options are ``size`` and ``seed``; ``root`` is ignored).
 
     ``folder`` reads ``root/images[/<split>]``, ``root/masks[/<split>]`` (the split sub-folders are used when they
     exist), ``root/classes.txt`` and, when present, ``root/split.json``. Extra keyword arguments go to the builder
@@ -558,10 +575,8 @@ def build_dataset(
         return coco_stuff(root, split, transforms=transforms, **kwargs)
     if key in ("context59", "context60"):
         return context(root, split, classes=int(key[-2:]), transforms=transforms, **kwargs)
-    if key in MINI_DATASET_NAMES:  # generated on the fly; root is ignored, options: size, seed
-        from ..mini.world import MiniSegmentation
-
-        return MiniSegmentation(key, split, transforms=transforms, **kwargs)
+    if key in _REGISTERED:  # e.g. the mini world's scenes, generated on the fly; root is ignored
+        return _REGISTERED[key](split, transforms=transforms, **kwargs)
     if key == "folder":
         root = Path(root)
         if not root.exists():
@@ -574,7 +589,7 @@ def build_dataset(
         if "split_file" not in kwargs and (root / "split.json").is_file():
             kwargs["split_file"] = root / "split.json"
         return folder(images, masks, kwargs.pop("class_names_file", root / "classes.txt"), transforms=transforms, **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES + MINI_DATASET_NAMES)}")
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES + registered_datasets())}")
 
 
 # ============================================================================ checking

@@ -37,3 +37,11 @@ Where the analogy breaks
       CLIP's breadth (e.g. text-embedding ensembles, 100 prompt tokens) may not show, and differences between
       variants can be within seed noise; the tables report the spread over seeds.
 """
+from .miniclip import register_weights as _register_weights
+from .presets import register as _register_presets
+from .world import register_datasets as _register_datasets
+
+# The mini world plugs into the core's registries (presets, default CLIP weights, datasets); the core never imports it.
+_register_presets()
+_register_weights()
+_register_datasets()

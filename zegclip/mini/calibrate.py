@@ -128,7 +128,7 @@ def load_calibration_log(results_dir: str | Path = "results") -> tuple[list[dict
     folder = Path(results_dir) / "mini" / "calibration"
     entries, problems = [], []
     for path in sorted(folder.glob("*.json")):
-        if path.name.startswith("controls-"):  # the controls' tables (zegclip.reproduce.run_controls), not runs
+        if path.name.startswith("controls-"):  # the controls' tables (zegclip.mini.controls.run_controls), not runs
             continue
         try:
             entry = json.loads(path.read_text())

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 
 POSITIVE = {"mini-voc": 85.0, "mini-coco": 55.0}
@@ -106,3 +108,87 @@ def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None
         row("5 CLIP: zero-shot top-1, min(seen, unseen)", ds, low, 1 if zs else 0, f">= {ZERO_SHOT:g}",
             low >= ZERO_SHOT, f"seen {zs['seen']:.1f}, unseen {zs['unseen']:.1f}" if zs else "")
     return pd.DataFrame(rows), problems
+
+
+# ----------------------------------------------------------------------------------------- the command
+def controls_entries(preset: str, seeds: int = 3, registry: dict | str | Path | None = None) -> list:
+    """The runs that measure the mini world's controls for ``preset``: the registry's ``calibration`` runs of that
+    dataset, for seeds ``0..seeds-1`` (more seeds than the registry lists are made from its seed-0 entries)."""
+    from ..reproduce import Entry, normalise_params, run_id, runs_for
+
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    listed = [e for e in runs_for("mini", "calibration", registry) if e.params["dataset"] == preset]
+    if not listed:
+        known = sorted({e.params["dataset"] for e in runs_for("mini", "calibration", registry)})
+        raise ValueError(f"--preset {preset!r} has no control runs in the registry; known: {known}")
+    out: dict[str, Entry] = {}
+    for template in (e for e in listed if e.params["seed"] == 0):
+        for seed in range(seeds):
+            params = normalise_params({**template.params, "seed": seed})
+            ident = run_id(params)
+            out.setdefault(ident, Entry(ident, "run", params, template.tables))
+    return list(out.values())
+
+
+def run_controls(preset: str = "mini-voc", seeds: int = 3, results_dir: str | Path = "results", jobs: int = 1,
+                 force: bool = False, quick: bool = False, registry: dict | str | Path | None = None) -> dict:
+    """Measure the five controls of the mini world for ``preset`` (:mod:`zegclip.mini.controls`).
+
+    Runs the control runs that have no result yet (papermill, as ``reproduce``; finished ones are skipped), scores
+    the patch oracle on the evaluation scenes and reads the mini-CLIP's zero-shot accuracy, then writes
+    ``<results>/mini/calibration/controls-<preset>.json`` (the control table, the runs it read, the environment)
+    and returns it. ``quick``: tiny runs with a random mini-CLIP under their own ``-quick`` ids (tests); the
+    zero-shot control is then not measured.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from ..io import write_json_atomic
+    from ..reproduce import _json_ready, _run_entry, is_done
+    from ..results import environment
+    from .diagnose import patch_oracle
+
+    from ..reproduce import Entry
+
+    results_dir = Path(results_dir)
+    entries = controls_entries(preset, seeds, registry)
+    if quick:
+        entries = [Entry(e.id + "-quick", e.notebook, {**e.params, "quick": True}, e.tables) for e in entries]
+    todo = [e for e in entries if force or not is_done(e, results_dir)]
+    zero_shot = None
+    if not quick:
+        from .miniclip import ensure_mini_clip
+
+        _, record = ensure_mini_clip()  # before the runs (each would otherwise wait for it); control 5 reads it
+        zero_shot = record["zero_shot"].get(preset)
+    if jobs > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // jobs)))
+    failed: dict[str, str] = {}
+    # negative-control entries evaluate the inductive run's checkpoint: train everything else first
+    first = [e for e in todo if not e.params["negative_control"]]
+    second = [e for e in todo if e.params["negative_control"]]
+    bar = tqdm(total=len(todo), desc=f"controls {preset}", unit="run", dynamic_ncols=True)
+    for batch in (first, second):
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for e, err in pool.map(lambda e: (e, _run_entry(e, results_dir, force)), batch):
+                if err:
+                    failed[e.id] = err
+                    tqdm.write(f"FAILED {e.id}: {err}")
+                bar.update(1)
+    bar.close()
+    oracle = patch_oracle(preset, scenes=4 if quick else 300)
+    frame, problems = controls_frame(results_dir, datasets=[preset], runs={e.id for e in entries},
+                                     instruments={preset: {"oracle_mIoU": oracle["mIoU"], "zero_shot": zero_shot}})
+    record = {
+        "preset": preset, "seeds": seeds, "quick": quick,
+        "controls": json.loads(frame.to_json(orient="records")),
+        "passed": int((frame["result"] == "pass").sum()), "total": len(frame),
+        "runs": [e.id for e in entries], "ran": [e.id for e in todo if e.id not in failed], "failed": failed,
+        "problems": problems, "oracle": oracle, "zero_shot": zero_shot,
+        "environment": environment(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    name = f"controls-{preset}{'-quick' if quick else ''}.json"
+    write_json_atomic(results_dir / "mini" / "calibration" / name, _json_ready(record))
+    return record

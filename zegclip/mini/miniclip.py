@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip import ClipSpec, build_towers, tokenizer_for
-from ..config import MINI_CLIP_CONFIG
 from ..text import cache_dir, save_tensor_atomic
+from .presets import MINI_CLIP_CONFIG
 from .world import GENERATOR_VERSION, caption, get_world, render_scene, render_single
 
 SINGLE_CAPTIONS = ("a photo of a {}", "a {}", "a photo of one {}", "there is a {}", "a picture of a {}.")
@@ -281,3 +281,15 @@ def ensure_mini_clip(cfg: PretrainConfig = PretrainConfig(), progress: bool = Tr
     save_tensor_atomic(path, state, {"digest": _digest(state), "key": cfg.key(), "record": json.dumps(record)})
     return path, record
 
+
+def mini_clip_weights() -> Path:
+    """The default weights file of the ``mini-clip`` CLIP model (cached; pretrained with a progress bar on first
+    use): what :func:`zegclip.build_model` loads for the mini presets when no weights are given."""
+    return ensure_mini_clip()[0]
+
+
+def register_weights() -> None:
+    """Register :func:`mini_clip_weights` as the default weights of ``mini-clip`` (idempotent)."""
+    from ..clip import register_default_weights
+
+    register_default_weights("mini-clip", mini_clip_weights)

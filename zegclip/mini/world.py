@@ -738,3 +738,35 @@ class MiniSegmentation(ClassSplitMixin, torch.utils.data.Dataset):
         if lab_out.ndim == 3 and lab_out.shape[0] == 1:
             lab_out = lab_out[0]
         return {"image": img_out, "label": lab_out, "name": f"{self.world.name}-{self.subset}-{index}"}
+
+
+def register_datasets() -> None:
+    """Register every packaged world with :func:`zegclip.data.datasets.register_dataset` (idempotent), so that
+    ``build_dataset("mini-voc", None, "train")`` and run files with ``data.dataset: mini-voc`` work."""
+    from functools import partial
+
+    from ..data.datasets import register_dataset
+
+    for name in WORLD_NAMES:
+        register_dataset(name, partial(MiniSegmentation, name))
+
+
+def render_speed(worlds: Sequence[str] = ("mini-voc", "mini-coco"), scenes: int = 200, repeats: int = 5) -> dict:
+    """Rendering speed, measured side by side: for each world, ``repeats`` timings of rendering scenes
+    ``0..scenes-1`` (stream 0), interleaved world by world; returns {world: {"scenes", "repeats",
+    "median_seconds", "scenes_per_second"}}. A benchmark (``python -m zegclip mini speed``), never a test assertion."""
+    import statistics
+    import time
+
+    if scenes < 1 or repeats < 1:
+        raise ValueError(f"scenes and repeats must be >= 1, got {scenes} and {repeats}")
+    times: dict[str, list[float]] = {w: [] for w in worlds}
+    for _ in range(repeats):
+        for w in worlds:
+            world = get_world(w)
+            start = time.perf_counter()
+            for i in range(scenes):
+                render_scene(world, 0, i)
+            times[w].append(time.perf_counter() - start)
+    return {w: {"scenes": scenes, "repeats": repeats, "median_seconds": statistics.median(t),
+                "scenes_per_second": scenes / statistics.median(t)} for w, t in times.items()}
