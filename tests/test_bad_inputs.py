@@ -351,6 +351,8 @@ def test_reproduce_finds_its_project_from_the_working_directory(tmp_path, monkey
     rp.reproduce("mini", only=["table5"], reports_only=True, results_dir=tmp_path / "results",
                  generated=tmp_path / "book-out")
     assert written == [tmp_path / "book-out" / "table5.ipynb"]
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("notebook ")]
+    assert len(line) == 1 and line[0].split()[1] == "table5" and line[0].endswith("s  ok")  # one line per notebook
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
         "results/mini/reproduce.json"]
 

@@ -220,3 +220,19 @@ def test_mini_controls_command_quick(tmp_path, monkeypatch, capsys):
     assert again["ran"] == [] and again["controls"] == record["controls"]
     assert main(["mini", "controls", "--preset", "voc", "--quick"]) == 2
     assert "--preset 'voc' has no control runs" in capsys.readouterr().err
+
+
+def test_notebook_kernels_run_over_ipc_without_the_tcp_warning(tmp_path, capfd):
+    """The batch kernels use IPC sockets, so ipykernel's 'running over TCP without encryption' warning has no cause."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 6 * 7\nprint(x)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    source = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, str(source))
+    rp.execute_notebook(source, tmp_path / "out.ipynb", {})
+    executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "42\n"
+    assert rp._ipc_kernel_manager()().transport == "ipc"
+    assert "without encryption" not in capfd.readouterr().err

@@ -587,14 +587,28 @@ def is_done(entry: Entry, results_dir: str | Path) -> bool:
     return old.get("config") == config
 
 
+def _ipc_kernel_manager():
+    """A jupyter_client kernel manager whose kernels talk over IPC (Unix sockets in the Jupyter runtime folder,
+    beside the connection file) instead of TCP ports. ipykernel warns at every start that a TCP kernel without
+    CurveZMQ keys sends everything in plain text; a local batch job needs no network socket, so the cause goes."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IPCKernelManager
+
+
 def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path | None = None) -> None:
-    """Run a notebook with papermill (kernel: this Python), writing the executed copy to ``output``."""
+    """Run a notebook with papermill (kernel: this Python, over IPC), writing the executed copy to ``output``."""
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name=_kernel_name(),
-                                   progress_bar=False, cwd=str(cwd or Path.cwd()), log_output=False)
+                                   progress_bar=False, cwd=str(cwd or Path.cwd()), log_output=False,
+                                   kernel_manager_class=_ipc_kernel_manager())
     finally:
         if output.is_file():
             _hide_injected(output)
@@ -654,9 +668,12 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
         if todo and profile == "mini" and not quick:
             from .mini.miniclip import ensure_mini_clip
 
-            ensure_mini_clip()  # once, before the runs start (each would otherwise wait for it)
-        if jobs > 1:
-            os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // jobs)))
+            ensure_mini_clip()  # once, in this process with every core, before the runs start
+        # runs side by side share the cores (their kernels inherit this); only while runs execute, so that the
+        # report notebooks and the walkthrough get every core again
+        threads_before = os.environ.get("OMP_NUM_THREADS")
+        if jobs > 1 and todo and threads_before is None:
+            os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // jobs))
         bar = tqdm(total=len(todo), desc=f"reproduce {profile}", unit="run", dynamic_ncols=True)
 
         def one(e: Entry):
@@ -674,23 +691,35 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
                 bar.set_postfix(last=f"{e.id} {seconds:.0f}s")
                 bar.update(1)
         bar.close()
+        if threads_before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
     if not runs_only:
         generated = Path(generated) if generated is not None else generated_dir()
         tables = [t for t in REPORTS if not only or t in set(only)]
-        for name in list(tables) + ([] if only else list(LEARN)):
+        learn = [] if only else list(LEARN)
+        if learn and profile == "mini" and not quick:
+            from .mini.miniclip import ensure_mini_clip
+
+            # the walkthrough builds a mini model: pretrain here (all cores, a progress bar in the terminal) rather
+            # than silently inside its kernel, where `--jobs` may have left one thread
+            ensure_mini_clip()
+        for name in tables + learn:
             source = notebooks_dir() / f"{name}.ipynb"
             if not source.is_file():
                 summary["reports"][name] = "missing"
+                print(f"notebook {name:<12}      -  missing", flush=True)
                 continue
             params = {"profile": profile, "results_dir": str(results_dir)} if name in REPORTS else {"profile": profile}
             if name in LEARN and quick:
                 params["quick"] = True
+            t0 = time.perf_counter()
             try:
                 execute_notebook(source, Path(generated) / f"{name}.ipynb", params)
                 summary["reports"][name] = "ok"
             except Exception as exc:  # noqa: BLE001 - recorded, the others go on
                 summary["reports"][name] = f"failed: {_one_line(exc)}"
                 summary["failed"][name] = summary["reports"][name]
+            print(f"notebook {name:<12} {time.perf_counter() - t0:5.0f}s  {summary['reports'][name]}", flush=True)
     write_json_atomic(results_dir / profile / "reproduce.json", {**summary, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return summary
 
