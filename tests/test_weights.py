@@ -1,6 +1,8 @@
 """CLIP weight files (zegclip.clip) and text-embedding files (zegclip.text.load_embedding_file)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -337,3 +339,62 @@ def test_voc_and_coco_single_rows_agree_on_shared_names():
     assert torch.all(cos > 0.999), dict(zip(shared, cos.tolist()))
     # and a different pair of classes is clearly not the same row
     assert F.cosine_similarity(voc_emb[voc.index("cat")], coco_emb[coco.index("dog")], dim=0) < 0.99
+
+
+# ------------------------------------------------------------------------------ open_clip tags (never the network)
+def test_a_named_tag_downloads_through_open_clip_and_a_file_never_does(tmp_path, monkeypatch):
+    import open_clip
+
+    from zegclip.clip import resolve_weights_path
+
+    asked = []
+
+    def fake_download(cfg, *args, **kwargs):
+        asked.append(cfg["url"])
+        return str(tmp_path / "ViT-B-16.pt")
+
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained", fake_download)
+    assert resolve_weights_path("openai") == tmp_path / "ViT-B-16.pt"
+    assert asked == [open_clip.pretrained.get_pretrained_cfg("ViT-B-16", "openai")["url"]]
+    local = tmp_path / "openai"  # a file of that name wins: nothing is downloaded
+    local.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_weights_path("openai") == Path("openai") and len(asked) == 1
+
+
+def test_offline_tag_is_a_one_line_error_naming_the_file_to_fetch(monkeypatch):
+    import urllib.error
+
+    import open_clip
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained", offline)
+    with pytest.raises(ValueError, match=r"cannot download the ViT-B-16 weights 'openai' \(URLError: .*\); fetch "
+                                         r"https://openaipublic\.azureedge\.net/.*/ViT-B-16\.pt by hand"):
+        zegclip.build_model("voc", weights="openai")
+
+
+def test_tag_with_the_other_activation_asks_for_the_switch(monkeypatch):
+    import open_clip
+
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained", lambda *a, **k: pytest.fail("no download"))
+    with pytest.raises(ValueError, match="trained without QuickGELU: set model.clip.quick_gelu=False"):
+        zegclip.build_model("voc", weights="laion2b_s34b_b88k")
+
+
+def test_unknown_name_is_neither_file_nor_tag():
+    from zegclip.clip import WeightsError, resolve_weights_path
+
+    with pytest.raises(WeightsError, match=r"CLIP weights file not found: nope\.pt \(from argument\); nor is it a "
+                                           r"pretrained tag of ViT-B-16 \(openai, "):
+        resolve_weights_path("nope.pt")
+
+
+def test_weights_flags_become_run_overrides(tmp_path, capsys, monkeypatch):
+    from zegclip.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", "voc-inductive", "--weights", "a.pt", "--random-init"]) == 2
+    assert "give either --weights or --random-init, not both" in capsys.readouterr().err

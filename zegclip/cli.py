@@ -90,13 +90,33 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="run file (YAML/JSON); a run's saved config.json reproduces it")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run field, e.g. train.iters=1000 or model.preset=coco (repeatable)")
+    _weights_args(p)
+
+
+def _weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None, metavar="FILE_OR_TAG",
+                   help="CLIP weights: a file (OpenAI ViT-B-16.pt, open_clip checkpoint) or an open_clip tag such as "
+                        "'openai' or 'laion2b_s34b_b88k' (downloaded through open_clip, only when named); default "
+                        "$ZEGCLIP_CLIP_WEIGHTS")
+    p.add_argument("--random-init", action="store_true", help="random CLIP weights (tests, timing)")
+
+
+def _weight_overrides(args: argparse.Namespace) -> list[str]:
+    """``--weights`` / ``--random-init`` as run-file overrides (they win over the run file)."""
+    import json as _json
+
+    if args.weights is not None and args.random_init:
+        raise ValueError("give either --weights or --random-init, not both")
+    if args.weights is not None:
+        return [f"weights={_json.dumps(str(args.weights))}", "random_init=false"]
+    return ["random_init=true", "weights=null"] if args.random_init else []
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a run (and evaluate it with --eval); --resume continues from the run's latest checkpoint."""
     from .run import load_run, train_run
 
-    run = load_run(args.config, args.set)
+    run = load_run(args.config, args.set + _weight_overrides(args))
     result = train_run(run, resume=args.resume, evaluate_after=args.eval)
     print(json.dumps(result.get("evaluation", {}).get("metrics", result["train"]), indent=2, default=str))
     return 0
@@ -106,7 +126,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a run's checkpoint (default: the latest) or an official checkpoint; writes a result JSON."""
     from .run import evaluate_run, load_run
 
-    run = load_run(args.config, args.set)
+    run = load_run(args.config, args.set + _weight_overrides(args))
     result = evaluate_run(run, checkpoint=args.checkpoint, official=args.official, result_path=args.output)
     print(json.dumps(result["metrics"], indent=2, default=str))
     return 0
@@ -130,7 +150,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .run import build_run_model, load_run
 
         run_dir = Path(args.run)
-        run = load_run(run_dir / "config.json")
+        run = load_run(run_dir / "config.json", _weight_overrides(args))
         model = build_run_model(run)
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None:
@@ -316,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--official", default=None, help="an official ZegCLIP .pth checkpoint")
     p.add_argument("--dataset", default="voc", help="preset of the official checkpoint (voc, coco)")
     p.add_argument("--out", default="predictions", help="output folder")
+    _weights_args(p)
     p.add_argument("--short-side", type=at_least(1), default=None,
                    help="resize images to this short side (default: the run's data.test_short_side; 512 official)")
     p.set_defaults(func=cmd_predict)

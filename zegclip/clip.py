@@ -100,20 +100,58 @@ def default_weights(model: str) -> Path | None:
     return None if provider is None else Path(provider())
 
 
-def resolve_weights_path(weights: str | os.PathLike | None) -> Path:
-    """The weights file given by argument, else by the environment variable; a clear error if neither exists."""
+def pretrained_tags(model: str = "ViT-B-16") -> list[str]:
+    """open_clip's pretrained tags of ``model`` (``openai``, ``laion2b_s34b_b88k``, ...); empty for other models."""
+    try:
+        return list(open_clip.pretrained.list_pretrained_tags_by_model(model))
+    except Exception:  # noqa: BLE001 - an unknown model has no tags
+        return []
+
+
+def fetch_pretrained(model: str, tag: str) -> Path:
+    """Download (or find in open_clip's cache) the weights of ``model`` under pretrained ``tag``, through open_clip's
+    own download and cache. Only called when a tag is named; without network a one-line :class:`WeightsError` says
+    which file to fetch by hand and how to pass it."""
+    cfg = open_clip.pretrained.get_pretrained_cfg(model, tag)
+    if not cfg:
+        raise WeightsError(f"{tag!r} is not a pretrained tag of {model}; known: {', '.join(pretrained_tags(model))}")
+    hint = cfg.get("url") or (f"https://huggingface.co/{cfg['hf_hub'].rstrip('/')}" if cfg.get("hf_hub") else "")
+    try:
+        path = open_clip.pretrained.download_pretrained(cfg)
+    except Exception as exc:  # noqa: BLE001 - no network, a proxy, a hub error: all end the same way
+        raise WeightsError(
+            f"cannot download the {model} weights {tag!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"fetch {hint} by hand, then pass weights='/path/file' (--weights /path/file) or set {WEIGHTS_ENV}"
+        ) from exc
+    if not path:
+        raise WeightsError(f"open_clip has no download for {model} {tag!r}; fetch {hint} by hand and pass --weights")
+    return Path(path)
+
+
+def resolve_weights_path(weights: str | os.PathLike | None, model: str = "ViT-B-16") -> Path:
+    """The weights file given by argument, else by the environment variable; a clear error if neither exists.
+
+    A name that is not a file but one of open_clip's pretrained tags of ``model`` (``openai``,
+    ``laion2b_s34b_b88k``, ...) is fetched through open_clip's download and cache (:func:`fetch_pretrained`):
+    only when a tag is named, never by default.
+    """
     source = weights if weights is not None else os.environ.get(WEIGHTS_ENV)
     if not source:
         raise WeightsError(
             "CLIP ViT-B/16 weights are needed but none were given: download OpenAI's ViT-B-16.pt "
             f"({OPENAI_URL_HINT}) or an open_clip ViT-B-16 checkpoint yourself, then pass weights='/path/ViT-B-16.pt' "
             f"(--weights on the command line) or set {WEIGHTS_ENV}=/path/ViT-B-16.pt; "
-            "use random_init=True (--random-init) to run with random weights"
+            "use random_init=True (--random-init) to run with random weights; or name an open_clip tag "
+            "(weights='openai') to download it"
         )
     path = Path(source).expanduser()
     if not path.is_file():
+        if str(source) in pretrained_tags(model):
+            return fetch_pretrained(model, str(source))
         origin = "argument" if weights is not None else f"${WEIGHTS_ENV}"
-        raise WeightsError(f"CLIP weights file not found: {path} (from {origin})")
+        tags = pretrained_tags(model)
+        raise WeightsError(f"CLIP weights file not found: {path} (from {origin})"
+                           + (f"; nor is it a pretrained tag of {model} ({', '.join(tags[:4])}, ...)" if tags else ""))
     return path
 
 

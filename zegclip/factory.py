@@ -5,9 +5,10 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import open_clip
 import torch
 
-from .clip import build_towers, default_weights, load_clip_weights, resolve_weights_path
+from .clip import build_towers, default_weights, load_clip_weights, pretrained_tags, resolve_weights_path
 from .config import ZegCLIPConfig, get_config
 from .data.classes import ClassSplit, load_class_split
 from .model import ZegCLIP
@@ -39,7 +40,8 @@ def build_model(
 
     Args:
         weights: local CLIP weights file (OpenAI ``ViT-B-16.pt`` or an open_clip checkpoint); defaults to
-            ``$ZEGCLIP_CLIP_WEIGHTS``. Nothing is ever downloaded.
+            ``$ZEGCLIP_CLIP_WEIGHTS``; or an open_clip pretrained tag (``"openai"``), downloaded through open_clip's
+            cache only when named.
         random_init: use randomly initialised CLIP weights (seeded by ``cfg.seed``), for tests and timing.
         text_embeddings: a ``(C, d)`` tensor or an official ``.npy`` file; by default the class names are encoded
             by the CLIP text tower with the preset's templates (cached on disk).
@@ -53,7 +55,14 @@ def build_model(
         raise ValueError("give either weights or random_init=True, not both")
     if weights is None and not random_init:
         weights = default_weights(cfg.clip.model)  # a registered provider (the mini world's CLIP), else None
-    weights_path = None if random_init else resolve_weights_path(weights)
+    if weights is not None and not Path(str(weights)).expanduser().is_file() \
+            and str(weights) in pretrained_tags(cfg.clip.model):
+        # open_clip's own flag: OpenAI's weights were trained with QuickGELU, most LAION/DataComp ones without it
+        tag_quick_gelu = bool(open_clip.pretrained.get_pretrained_cfg(cfg.clip.model, str(weights)).get("quick_gelu"))
+        if tag_quick_gelu != cfg.clip.quick_gelu:
+            raise ValueError(f"the {weights!r} weights of {cfg.clip.model} were trained with"
+                             f"{'' if tag_quick_gelu else 'out'} QuickGELU: set model.clip.quick_gelu={tag_quick_gelu}")
+    weights_path = None if random_init else resolve_weights_path(weights, cfg.clip.model)
     if class_names is not None:
         names = list(class_names)
         seen_ids = list(seen or [])
