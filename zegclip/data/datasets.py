@@ -45,6 +45,7 @@ __all__ = [
     "folder",
     "build_dataset",
     "check_dataset",
+    "make_item",
     "DATASET_NAMES",
     "register_dataset",
     "registered_datasets",
@@ -179,6 +180,21 @@ class _Item:
     name: str
 
 
+def make_item(image: np.ndarray, label: np.ndarray, transforms: Transforms | None, name: str) -> dict[str, Any]:
+    """One dataset item from an (H, W, 3) uint8 image and an (H, W) label array: both through the joint
+    ``transforms`` (torchvision v2, as tv_tensors), returned as plain tensors ``{"image", "label" (H, W) int64,
+    "name"}``. Shared by every dataset, the mini world's included."""
+    img_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+    lab_dtype = torch.uint8 if label.max(initial=0) <= 255 else torch.int64
+    mask = tv_tensors.Mask(torch.from_numpy(label).to(lab_dtype))
+    img_out, lab_out = transforms(img_t, mask) if transforms is not None else (img_t, mask)
+    img_out = img_out.as_subclass(torch.Tensor) if isinstance(img_out, torch.Tensor) else img_out
+    lab_out = torch.as_tensor(lab_out).as_subclass(torch.Tensor).to(torch.int64)
+    if lab_out.ndim == 3 and lab_out.shape[0] == 1:
+        lab_out = lab_out[0]
+    return {"image": img_out, "label": lab_out, "name": name}
+
+
 class ClassSplitMixin:
     """Class-list properties shared by every segmentation dataset (needs a ``class_split`` attribute)."""
 
@@ -285,18 +301,7 @@ class SegmentationDataset(ClassSplitMixin, torch.utils.data.Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
         image, label = self.load(index)
-        img_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
-        lab_dtype = torch.uint8 if label.max(initial=0) <= 255 else torch.int64
-        mask = tv_tensors.Mask(torch.from_numpy(label).to(lab_dtype))
-        if self.transforms is not None:
-            img_out, lab_out = self.transforms(img_t, mask)
-        else:
-            img_out, lab_out = img_t, mask
-        img_out = img_out.as_subclass(torch.Tensor) if isinstance(img_out, torch.Tensor) else img_out
-        lab_out = torch.as_tensor(lab_out).as_subclass(torch.Tensor).to(torch.int64)
-        if lab_out.ndim == 3 and lab_out.shape[0] == 1:
-            lab_out = lab_out[0]
-        return {"image": img_out, "label": lab_out, "name": self.items[index].name}
+        return make_item(image, label, self.transforms, self.items[index].name)
 
 
 # ============================================================================ layout helpers

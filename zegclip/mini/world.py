@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision import tv_tensors
 
 from ..data.classes import ClassSplit, load_class_split
-from ..data.datasets import ClassSplitMixin
+from ..data.datasets import ClassSplitMixin, make_item
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -727,17 +726,7 @@ class MiniSegmentation(ClassSplitMixin, torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = self._index(index)
         image, label, _ = render_scene(self.world, self.stream, index)
-        img_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
-        mask = tv_tensors.Mask(torch.from_numpy(label))
-        if self.transforms is not None:
-            img_out, lab_out = self.transforms(img_t, mask)
-        else:
-            img_out, lab_out = img_t, mask
-        img_out = img_out.as_subclass(torch.Tensor) if isinstance(img_out, torch.Tensor) else img_out
-        lab_out = torch.as_tensor(lab_out).as_subclass(torch.Tensor).to(torch.int64)
-        if lab_out.ndim == 3 and lab_out.shape[0] == 1:
-            lab_out = lab_out[0]
-        return {"image": img_out, "label": lab_out, "name": f"{self.world.name}-{self.subset}-{index}"}
+        return make_item(image, label, self.transforms, f"{self.world.name}-{self.subset}-{index}")
 
 
 def register_datasets() -> None:
