@@ -149,26 +149,20 @@ def write_json_atomic(path: str | os.PathLike, data: Any, expected: tuple[str, .
     return bad
 
 
-def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Remove the temporary files and folders (``.*.tmp``) that killed writers left in ``folder``. Only call it
-    while holding the folder's :class:`RunLock` (no live writer can own them then). Returns what was removed."""
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders (``.*.tmp``, and checkpoint folders of the older ``mkdtemp`` naming
+    ``checkpoints/.iter_*``) that killed writers left anywhere in ``folder``. Only call it while holding the
+    folder's :class:`RunLock` (no live writer can own them then). Returns what was removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    pattern = "**/.*" + TEMP_SUFFIX if recursive else ".*" + TEMP_SUFFIX
-    removed = []
-    for p in sorted(folder.glob(pattern)):
+    stale = sorted(set(folder.glob("**/.*" + TEMP_SUFFIX)) | set(folder.glob("**/checkpoints/.iter_*")))
+    for p in stale:
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
-        removed.append(p)
-    # checkpoint folders of the older mkdtemp naming (".iter_0000100.<random>")
-    for p in sorted(folder.glob("**/checkpoints/.iter_*") if recursive else []):
-        if p.exists():
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
+    return stale
 
 
 class RunBusyError(OSError):
