@@ -85,7 +85,7 @@ def test_bad_config_values_fail_before_anything_is_written(override, message, ti
 
 
 def test_numbers_as_people_write_them(tiny_run, tmp_path):
-    from zegclip.run import load_run
+    from zegclip.engine.run import load_run
 
     data = yaml.safe_load(tiny_run.read_text())
     data["train"].update(lr="1e-3", weight_decay=0, iters=1e1)  # what PyYAML makes of `lr: 1e-3` and `iters: 1e1`
@@ -118,7 +118,7 @@ def test_pretrain_config_rejects_zero_steps():
 
 
 def test_registry_parameters_are_typed():
-    from zegclip.reproduce import RUN_DEFAULTS, RUN_TYPES, normalise_params
+    from zegclip.experiments.reproduce import RUN_DEFAULTS, RUN_TYPES, normalise_params
 
     assert set(RUN_TYPES) == set(RUN_DEFAULTS)
     assert normalise_params({"seed": "2", "iters": 1e2})["iters"] == 100
@@ -192,7 +192,7 @@ def test_non_finite_text_embeddings_are_rejected(tiny_run, tmp_path, capsys):
     np.save(tmp_path / "emb.npy", emb)
     code, err = run_main(capsys, "train", "--config", str(tiny_run), "--set", f"text_embeddings={tmp_path / 'emb.npy'}")
     assert code == 2 and "emb.npy has 1 NaN or infinite value(s)" in err
-    from zegclip.factory import build_model
+    from zegclip.model.factory import build_model
 
     tensor = torch.randn(20, 32)
     tensor[0, 0] = float("inf")
@@ -203,7 +203,7 @@ def test_non_finite_text_embeddings_are_rejected(tiny_run, tmp_path, capsys):
 def test_non_finite_weights_are_rejected(tmp_path):
     from safetensors.torch import save_file
 
-    from zegclip.checkpoint import load_weights
+    from zegclip.engine.checkpoint import load_weights
 
     model = torch.nn.Linear(2, 2)
     save_file({"weight": torch.full((2, 2), float("nan")), "bias": torch.zeros(2)}, str(tmp_path / "w.safetensors"))
@@ -244,8 +244,8 @@ def _result(**metrics):
       "per_class": [{"class": "a", "split": "seen", "IoU": 1.0}]}, None),  # cross-dataset: no unseen classes
 ])
 def test_one_validity_rule_for_reproduce_and_reports(result, problem, tmp_path):
-    from zegclip.report import load_results
-    from zegclip.results import result_problem
+    from zegclip.experiments.report import load_results
+    from zegclip.engine.results import result_problem
 
     why = result_problem(result, "runs", "r")
     assert (why is None) if problem is None else (problem in why)
@@ -257,7 +257,7 @@ def test_one_validity_rule_for_reproduce_and_reports(result, problem, tmp_path):
 
 
 def test_reproduce_reruns_an_invalid_result(tmp_path):
-    from zegclip.reproduce import expand, is_done
+    from zegclip.experiments.reproduce import expand, is_done
 
     entry = expand("mini", only=["table5"])[0]
     path = entry.result_path(tmp_path)
@@ -299,7 +299,7 @@ def test_predict_skips_an_unreadable_image_and_still_writes_the_legend(tiny_run,
 
 
 def test_predict_resizes_with_the_runs_test_pipeline(tiny_run, tmp_path, monkeypatch):
-    from zegclip import predict
+    from zegclip.engine import predict
 
     seen = []
     monkeypatch.setattr(predict, "load_image", lambda path: torch.zeros(3, 100, 200, dtype=torch.uint8))
@@ -335,7 +335,7 @@ def test_unwritable_output_fails_before_computing(command, tiny_run, tmp_path, c
 
 # ------------------------------------------------------------------------- reproduce writes only where it is told
 def test_reproduce_finds_its_project_from_the_working_directory(tmp_path, monkeypatch, capsys):
-    from zegclip import reproduce as rp
+    from zegclip.experiments import reproduce as rp
 
     repo = rp.project_root()
     monkeypatch.chdir(tmp_path)  # e.g. an installed zegclip used outside any checkout
@@ -358,7 +358,7 @@ def test_reproduce_finds_its_project_from_the_working_directory(tmp_path, monkey
 
 
 def test_non_finite_images_are_rejected():
-    from zegclip.factory import build_model
+    from zegclip.model.factory import build_model
 
     model = build_model("voc", random_init=True, **tiny_overrides())
     images = torch.zeros(2, 3, 64, 64)

@@ -11,7 +11,7 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from conftest import shared_path
-from zegclip.config import NORMALIZATIONS
+from zegclip.model.config import NORMALIZATIONS
 from zegclip.data import load_class_split
 from zegclip.data.datasets import (
     build_dataset,

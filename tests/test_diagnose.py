@@ -5,7 +5,7 @@ import torch
 
 from zegclip.mini.diagnose import linear_probe, patch_labels, patch_oracle
 from zegclip.mini.world import MiniSegmentation
-from zegclip.train import TrainConfig, param_groups
+from zegclip.engine.train import TrainConfig, param_groups
 
 
 def test_patch_labels_majority_with_and_without_background():
@@ -34,7 +34,7 @@ def test_calib_stream_is_disjoint_from_train_and_val():
 
 
 def test_linear_probe_on_pixels_of_a_random_model_runs_and_reports_attributes():
-    from zegclip.factory import build_model
+    from zegclip.model.factory import build_model
 
     model = build_model("mini-voc", random_init=True, encoder={"mode": "fix"})
     out = linear_probe(model, "mini-voc", "pixels", train_scenes=40, test_scenes=20, steps=50)
@@ -57,7 +57,7 @@ def test_lr_mult_groups_by_prefix_in_a_fixed_order():
 
 
 def test_chance_miou_of_a_uniform_random_predictor():
-    from zegclip.evaluate import chance_miou
+    from zegclip.engine.evaluate import chance_miou
 
     # 2 classes, 30 and 10 ground-truth pixels: a coin flip gets I = n/2, U = n + 40/2 - n/2
     cm = [[30, 0], [0, 10]]
@@ -67,8 +67,8 @@ def test_chance_miou_of_a_uniform_random_predictor():
 
 
 def test_randomise_text_embeddings_changes_only_the_given_classes_and_is_seeded():
-    from zegclip.evaluate import randomise_text_embeddings
-    from zegclip.factory import build_model
+    from zegclip.engine.evaluate import randomise_text_embeddings
+    from zegclip.model.factory import build_model
 
     model = build_model("mini-voc", random_init=True)
     before = model.class_embeddings.clone()
@@ -131,7 +131,7 @@ def test_log_frames_read_the_records_and_are_empty_without_them(tmp_path):
 def test_controls_frame_pass_fail_not_run_and_skips_other_world_versions(tmp_path):
     import json
 
-    from zegclip.mini.controls import controls_frame
+    from zegclip.experiments.controls import controls_frame
     from zegclip.mini.world import GENERATOR_VERSION
 
     runs = tmp_path / "mini/runs"

@@ -21,10 +21,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import zegclip
-from zegclip import bench
-from zegclip.decoder import CrossAttention
-from zegclip.efficiency import _no_requires_grad, count_macs, math_attention, parameter_counts
-from zegclip.twostage import build_two_stage
+from zegclip.experiments import bench
+from zegclip.model.decoder import CrossAttention
+from zegclip.experiments.efficiency import _no_requires_grad, count_macs, math_attention, parameter_counts
+from zegclip.experiments.twostage import build_two_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -271,8 +271,8 @@ def test_training_step_does_no_redundant_work(tiny_model, monkeypatch):
     cfg = bench.resolve({"quick": True, "device": "cpu"})
     text_calls = []
     tiny_model.text_encoder.register_forward_hook(lambda *a: text_calls.append(1))
-    monkeypatch.setattr("zegclip.model.class_embeddings", lambda *a, **k: pytest.fail("text re-encoded"))
-    from zegclip.train import TrainConfig, param_groups
+    monkeypatch.setattr("zegclip.model.segmentor.class_embeddings", lambda *a, **k: pytest.fail("text re-encoded"))
+    from zegclip.engine.train import TrainConfig, param_groups
 
     groups = param_groups(tiny_model, TrainConfig())
     in_optimizer = {id(p) for g in groups for p in g["params"]}

@@ -1,4 +1,4 @@
-"""Tests for zegclip.losses (reference Sec. 7, Sec. 14 items 8/9)."""
+"""Tests for zegclip.model.losses (reference Sec. 7, Sec. 14 items 8/9)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zegclip.losses import (
+from zegclip.model.losses import (
     ExclusiveLoss,
     FocalDiceLoss,
     LossConfig,

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from zegclip.metrics import (
+from zegclip.engine.metrics import (
     SegmentationMetrics,
     confusion_matrix,
     harmonic,

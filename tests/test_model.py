@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from conftest import tiny_overrides
 
 import zegclip
-from zegclip.config import TABLE5_VARIANTS, get_config, variant_overrides
-from zegclip.model import num_windows, window_starts
-from zegclip.queries import QUERY_FORMATS
+from zegclip.model.presets import TABLE5_VARIANTS, get_config, variant_overrides
+from zegclip.model.segmentor import num_windows, window_starts
+from zegclip.model.queries import QUERY_FORMATS
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_all_twelve_query_formats(fmt):
     g = torch.randn(2, 8)
     parts = {"t": t[None].expand(2, -1, -1), "g": g[:, None].expand(-1, 5, -1), "t*g": t[None] * g[:, None],
              "t-g": t[None] - g[:, None], "|t-g|": (t[None] - g[:, None]).abs(), "t+g": t[None] + g[:, None]}
-    rd = zegclip.queries.RelationshipDescriptor(8, 4, fmt)
+    rd = zegclip.model.queries.RelationshipDescriptor(8, 4, fmt)
     expected = torch.cat([parts[p] for p in QUERY_FORMATS[fmt]], dim=-1)
     torch.testing.assert_close(rd.describe(t, g), expected)
     assert rd.proj.in_features == 8 * len(QUERY_FORMATS[fmt])
@@ -194,9 +194,9 @@ def test_all_twelve_query_formats(fmt):
 
 
 def test_query_format_aliases_and_errors():
-    assert zegclip.queries.canonical_format("[t ⊙ g, t]") == "[t*g,t]"
+    assert zegclip.model.queries.canonical_format("[t ⊙ g, t]") == "[t*g,t]"
     with pytest.raises(ValueError, match="unknown query format"):
-        zegclip.queries.canonical_format("[t/g]")
+        zegclip.model.queries.canonical_format("[t/g]")
 
 
 # ------------------------------------------------------------------------------------------------ decoder

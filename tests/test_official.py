@@ -1,4 +1,4 @@
-"""Released ZegCLIP checkpoints (mmseg format) -> zegclip models (zegclip.official)."""
+"""Released ZegCLIP checkpoints (mmseg format) -> zegclip models (zegclip.model.official)."""
 from __future__ import annotations
 
 import csv
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import zegclip
-from zegclip.clip import WeightsError
-from zegclip.config import PRESETS, get_config
-from zegclip.official import load_official_checkpoint, map_official_key
-from zegclip.text import encode_class_names
+from zegclip.model.clip import WeightsError
+from zegclip.model.presets import PRESETS, get_config
+from zegclip.model.official import load_official_checkpoint, map_official_key
+from zegclip.model.text import encode_class_names
 
 from conftest import shared_path, tiny_overrides
 
@@ -21,7 +21,7 @@ NUM_SEEN = {"voc": 15, "coco": 156}  # empty_weight has one entry per seen class
 
 
 def official_name(key: str) -> str:
-    """zegclip key -> official key, written independently of zegclip.official."""
+    """zegclip key -> official key, written independently of zegclip.model.official."""
     if key.startswith("backbone.vit."):
         return "backbone." + key[len("backbone.vit."):]
     if key.startswith(("backbone.prompt_", "backbone.deep_prompt_", "text_encoder.")):

@@ -1,4 +1,4 @@
-"""The report layer (zegclip.report), the paper's numbers and the report notebooks.
+"""The report layer (zegclip.experiments.report), the paper's numbers and the report notebooks.
 
 All result files here are TEST FIXTURES fabricated by `fake_result` (made-up metric values): they exercise the
 reading, aggregation and rendering code and are never a measurement.
@@ -15,7 +15,7 @@ import pytest
 
 pd = pytest.importorskip("pandas")
 
-from zegclip import report  # noqa: E402
+from zegclip.experiments import report# noqa: E402
 
 from conftest import SHARED_REFERENCE  # noqa: E402
 
@@ -28,7 +28,7 @@ SEEN, UNSEEN = [0, 1, 2], [3, 4]
 # ------------------------------------------------------------------------------------------ fixtures
 @dataclass
 class FakeEntry:
-    """Stands in for zegclip.reproduce.Entry (id, params, result_path)."""
+    """Stands in for zegclip.experiments.reproduce.Entry (id, params, result_path)."""
 
     id: str
     params: dict = field(default_factory=dict)
@@ -100,7 +100,7 @@ def test_partial_seeds_nan_metrics_and_single_seed(tmp_path):
     write(tmp_path, fake_result(entries[2].id, entries[2].params, {"hIoU": 18.0, "mIoU(U)": 4.0}))
     rep = report.table_report("table5", "mini", tmp_path, entries=entries)
     r = rep.row(variant="DPT")
-    # one validity rule (zegclip.results.result_problem): a required metric that is NaN makes the result invalid;
+    # one validity rule (zegclip.engine.results.result_problem): a required metric that is NaN makes the result invalid;
     # it is listed as a problem and left out, and n says what was averaged
     assert r["n"] == 1 and r["n_expected"] == 3
     assert r["hIoU"] == pytest.approx(18.0) and math.isnan(r["hIoU std"])  # one value: no std
@@ -190,8 +190,8 @@ def test_paper_numbers_spot_checks():
     assert zeg["zegclip-st-dagger"]["coco"][3] == 48.5 and zeg["zegclip-fully"]["context"][2] == 78.7
     t4 = {r["format"]: r["values"] for r in report.paper_numbers("table4")["rows"]}
     assert t4["[t*g,t]"][3] == 84.3 and t4["t+g"][3] == 24.1
-    from zegclip.config import TABLE5_VARIANTS
-    from zegclip.queries import QUERY_FORMATS
+    from zegclip.model.presets import TABLE5_VARIANTS
+    from zegclip.model.queries import QUERY_FORMATS
 
     assert list(t4) == list(QUERY_FORMATS)
     t5 = report.paper_numbers("table5")["rows"]
@@ -265,7 +265,7 @@ def fabricated(tmp_path_factory) -> Path:
     """A results dir with a TEST FIXTURE result for every mini registry run the report notebooks read."""
     import numpy as np
 
-    reproduce = pytest.importorskip("zegclip.reproduce")
+    reproduce = pytest.importorskip("zegclip.experiments.reproduce")
     root = tmp_path_factory.mktemp("fabricated-results")
     entries = {e.id: e for e in reproduce.expand("mini", NOTEBOOKS)}  # merged: a run read by several tables
     prof = root / "mini"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zegclip import reproduce as rp
-from zegclip.mini.controls import controls_entries
+from zegclip.experiments import reproduce as rp
+from zegclip.experiments.controls import controls_entries
 from zegclip.mini.world import GENERATOR_VERSION
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from zegclip.cli import main
 from zegclip.data.datasets import voc_color_to_index
-from zegclip.run import load_run
+from zegclip.engine.run import load_run
 
 
 def make_voc_root(root: Path, size: int = 96) -> list[str]:
@@ -135,7 +135,7 @@ def test_evaluate_without_checkpoint(run_file, tmp_path, capsys):
 
 
 def test_packaged_recipes_resolve():
-    from zegclip.run import available_recipes
+    from zegclip.engine.run import available_recipes
 
     names = available_recipes()
     assert {"voc-inductive", "voc-st", "voc-fully", "coco-inductive", "coco-st", "coco-fully", "context-inductive",

@@ -1,4 +1,4 @@
-"""Tests for zegclip.schedule (reference Sec. 10)."""
+"""Tests for zegclip.engine.schedule (reference Sec. 10)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from zegclip.schedule import ScheduleConfig, build_scheduler, lr_at
+from zegclip.engine.schedule import ScheduleConfig, build_scheduler, lr_at
 
 T = 20000
 

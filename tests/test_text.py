@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY_CLIP
 
-from zegclip import text as ztext
-from zegclip.clip import ClipSpec, build_towers, tokenizer_for
+from zegclip.model import text as ztext
+from zegclip.model.clip import ClipSpec, build_towers, tokenizer_for
 
 
 @pytest.fixture(scope="module")

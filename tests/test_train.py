@@ -17,9 +17,9 @@ from conftest import tiny_overrides
 from safetensors.torch import load_file
 
 import zegclip
-from zegclip.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from zegclip.selftrain import inductive_labels, label_table, pseudo_labels
-from zegclip.train import PositionSeeded, StreamSampler, TrainConfig, fit, param_groups
+from zegclip.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from zegclip.engine.selftrain import inductive_labels, label_table, pseudo_labels
+from zegclip.engine.train import PositionSeeded, StreamSampler, TrainConfig, fit, param_groups
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,7 +128,7 @@ def test_fit_trains_logs_and_checkpoints(tmp_path):
 def test_checkpoint_round_trip_restores_optimizer_scheduler_and_rng(tmp_path):
     model = zegclip.build_model("voc", random_init=True, **tiny_overrides())
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-3)
-    sched = zegclip.schedule.build_scheduler(opt, 10, zegclip.schedule.ScheduleConfig(base_lr=1e-3, warmup_iters=2))
+    sched = zegclip.engine.schedule.build_scheduler(opt, 10, zegclip.engine.schedule.ScheduleConfig(base_lr=1e-3, warmup_iters=2))
     model.train()
     model(torch.randn(1, 3, 64, 64)).sum().backward()
     opt.step()
@@ -138,7 +138,7 @@ def test_checkpoint_round_trip_restores_optimizer_scheduler_and_rng(tmp_path):
     expected_draw = torch.rand(3)
     other = zegclip.build_model("voc", random_init=True, **tiny_overrides(seed=5))
     opt2 = torch.optim.AdamW(other.trainable_parameters(), lr=1e-3)
-    sched2 = zegclip.schedule.build_scheduler(opt2, 10, zegclip.schedule.ScheduleConfig(base_lr=1e-3, warmup_iters=2))
+    sched2 = zegclip.engine.schedule.build_scheduler(opt2, 10, zegclip.engine.schedule.ScheduleConfig(base_lr=1e-3, warmup_iters=2))
     meta = load_checkpoint(latest_checkpoint(tmp_path), other, opt2, sched2)
     assert meta["iteration"] == 1
     assert torch.equal(torch.rand(3), expected_draw)
@@ -170,7 +170,7 @@ _CHILD = textwrap.dedent("""
     from conftest import tiny_overrides
     from test_train import Shapes
     import zegclip
-    from zegclip.train import TrainConfig, fit
+    from zegclip.engine.train import TrainConfig, fit
     torch.set_num_threads(1)
     model = zegclip.build_model("voc", random_init=True, **tiny_overrides())
     cfg = TrainConfig(iters=8, batch_size=2, num_workers=0, checkpoint_every=2, warmup_iters=2, progress=False)
@@ -213,9 +213,9 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 
 
 # the child again, with the write of checkpoint 4 stalled after its weights file: a kill lands inside the write
-_CHILD_STALLED_SAVE = _CHILD.replace("from zegclip.train import TrainConfig, fit\n", """from zegclip.train import TrainConfig, fit
+_CHILD_STALLED_SAVE = _CHILD.replace("from zegclip.engine.train import TrainConfig, fit\n", """from zegclip.engine.train import TrainConfig, fit
 import time
-import zegclip.checkpoint as ck
+import zegclip.engine.checkpoint as ck
 _save_file = ck.save_file
 def stalled(tensors, path, metadata=None):
     _save_file(tensors, path, metadata=metadata)
@@ -252,7 +252,7 @@ def test_kill_during_a_checkpoint_write_then_resume(tmp_path):
 
 def test_all_variant_never_pseudo_labels_padding(tmp_path):
     from zegclip.data.transforms import train_transforms
-    from zegclip.selftrain import PAD_INDEX
+    from zegclip.engine.selftrain import PAD_INDEX
     from torchvision import tv_tensors
 
     tf = train_transforms(crop_size=64, scale=(64, 32), ratio_range=(1.0, 1.0), photometric=False, flip_prob=0.0,

@@ -117,8 +117,8 @@ def _printed_shapes(nb) -> dict[str, str]:
 @pytest.mark.slow
 def test_walkthrough_quick_runs_and_prints_shapes(tmp_path):
     papermill = pytest.importorskip("papermill")
-    from zegclip.config import get_config
-    from zegclip.factory import resolve_split
+    from zegclip.model.presets import get_config
+    from zegclip.model.factory import resolve_split
 
     out_path = tmp_path / "walkthrough.ipynb"
     papermill.execute_notebook(str(NOTEBOOK), str(out_path), parameters={"quick": True}, cwd=str(tmp_path),
@@ -156,9 +156,9 @@ def _switches() -> list[tuple[str, str]]:
 
 
 def _field_types() -> dict[str, type]:
-    from zegclip.config import _NESTED, ZegCLIPConfig
-    from zegclip.run import DataConfig, RunConfig
-    from zegclip.train import TrainConfig
+    from zegclip.model.config import _NESTED, ZegCLIPConfig
+    from zegclip.engine.run import DataConfig, RunConfig
+    from zegclip.engine.train import TrainConfig
 
     return {"model": ZegCLIPConfig, "train": TrainConfig, "data": DataConfig, "": RunConfig, **{
         f"model.{k}": v for k, v in _NESTED.items()}}
@@ -180,7 +180,7 @@ def test_differences_switches_are_config_fields():
 def test_differences_switch_values_are_valid():
     """Applied as the CLI applies them (``--set``), every switch gives a valid run configuration that differs
     from the default: the chapter's values are accepted and change something."""
-    from zegclip.run import load_run
+    from zegclip.engine.run import load_run
 
     default = load_run(None).to_dict()
     for key, value in _switches():

@@ -1,4 +1,4 @@
-"""CLIP weight files (zegclip.clip) and text-embedding files (zegclip.text.load_embedding_file)."""
+"""CLIP weight files (zegclip.model.clip) and text-embedding files (zegclip.model.text.load_embedding_file)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import zegclip
-from zegclip.clip import WEIGHTS_ENV, ClipSpec, WeightsError, build_towers, resize_positional_embedding
-from zegclip.text import load_embedding_file
+from zegclip.model.clip import WEIGHTS_ENV, ClipSpec, WeightsError, build_towers, resize_positional_embedding
+from zegclip.model.text import load_embedding_file
 
 from conftest import TINY_CLIP, shared_path, tiny_overrides
 
@@ -345,7 +345,7 @@ def test_voc_and_coco_single_rows_agree_on_shared_names():
 def test_a_named_tag_downloads_through_open_clip_and_a_file_never_does(tmp_path, monkeypatch):
     import open_clip
 
-    from zegclip.clip import resolve_weights_path
+    from zegclip.model.clip import resolve_weights_path
 
     asked = []
 
@@ -385,7 +385,7 @@ def test_tag_with_the_other_activation_asks_for_the_switch(monkeypatch):
 
 
 def test_unknown_name_is_neither_file_nor_tag():
-    from zegclip.clip import WeightsError, resolve_weights_path
+    from zegclip.model.clip import WeightsError, resolve_weights_path
 
     with pytest.raises(WeightsError, match=r"CLIP weights file not found: nope\.pt \(from argument\); nor is it a "
                                            r"pretrained tag of ViT-B-16 \(openai, "):

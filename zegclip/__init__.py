@@ -8,11 +8,12 @@ Public API::
     labels = model.segment(images)    # (B, H, W) label maps
     model = zegclip.load_official_checkpoint("voc_inductive.pth", dataset="voc")
 """
-from .config import PRESETS, TABLE5_VARIANTS, ZegCLIPConfig, get_config, register_preset, variant_overrides
-from .factory import build_model
-from .losses import LossConfig, build_loss
-from .model import ZegCLIP
-from .official import load_official_checkpoint
+from .model.config import ZegCLIPConfig
+from .model.presets import PRESETS, TABLE5_VARIANTS, get_config, register_preset, variant_overrides
+from .model.factory import build_model
+from .model.losses import LossConfig, build_loss
+from .model.segmentor import ZegCLIP
+from .model.official import load_official_checkpoint
 from . import mini  # noqa: E402,F401  (the bundled plugin: registers the mini presets, datasets and CLIP)
 
 __version__ = "0.1.0"

@@ -20,7 +20,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    from .config import variant_overrides
+    from .model.presets import variant_overrides
 
     out: dict = variant_overrides(args.variant) if args.variant else {}
     if args.query_format:
@@ -32,8 +32,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print the resolved config and parameter counts of a preset as JSON (random weights; nothing loaded)."""
-    from .config import get_config
-    from .factory import build_model, resolve_split
+    from .model.presets import get_config
+    from .model.factory import build_model, resolve_split
 
     cfg = get_config(args.preset, **_overrides(args))
     split = resolve_split(cfg)
@@ -47,8 +47,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """A small end-to-end run of the full-size model with random CLIP weights: train steps, then inference."""
-    from .factory import build_model
-    from .losses import build_loss
+    from .model.factory import build_model
+    from .model.losses import build_loss
 
     torch.manual_seed(0)
     print("zegclip demo: ViT-B/16 ZegCLIP ('voc' preset) with RANDOM CLIP weights.")
@@ -114,7 +114,7 @@ def _weight_overrides(args: argparse.Namespace) -> list[str]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a run (and evaluate it with --eval); --resume continues from the run's latest checkpoint."""
-    from .run import load_run, train_run
+    from .engine.run import load_run, train_run
 
     run = load_run(args.config, args.set + _weight_overrides(args))
     result = train_run(run, resume=args.resume, evaluate_after=args.eval)
@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a run's checkpoint (default: the latest) or an official checkpoint; writes a result JSON."""
-    from .run import evaluate_run, load_run
+    from .engine.run import evaluate_run, load_run
 
     run = load_run(args.config, args.set + _weight_overrides(args))
     result = evaluate_run(run, checkpoint=args.checkpoint, official=args.official, result_path=args.output)
@@ -134,20 +134,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Segment image files with free-text class names: colour mask PNGs, label PNGs and a legend."""
-    from .predict import predict_files
+    from .engine.predict import predict_files
 
     if bool(args.run) == bool(args.official):
         raise ValueError("give exactly one of --run RUN_DIR (a trained run) or --official CHECKPOINT")
     if args.official:
-        from .official import load_official_checkpoint
+        from .model.official import load_official_checkpoint
 
         model = load_official_checkpoint(args.official, dataset=args.dataset)
         short_side = args.short_side or 512
     else:
         from pathlib import Path
 
-        from .checkpoint import latest_checkpoint, load_weights
-        from .run import build_run_model, load_run
+        from .engine.checkpoint import latest_checkpoint, load_weights
+        from .engine.run import build_run_model, load_run
 
         run_dir = Path(args.run)
         run = load_run(run_dir / "config.json", _weight_overrides(args))
@@ -234,7 +234,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
               f"({entry['seconds']['train']:.0f}s training; mask logit std {entry['mask_logits']['std']:.2f})")
         return 0
     if args.action == "controls":
-        from .mini.controls import run_controls
+        from .experiments.controls import run_controls
 
         record = run_controls(args.preset, seeds=args.seeds, results_dir=args.results, jobs=args.jobs,
                               force=args.force, quick=args.quick)
@@ -249,7 +249,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
                   f"{torch.get_num_threads()} torch thread(s), one process)")
         return 0
     if args.action == "diagnose":
-        from .checkpoint import write_json_atomic
+        from .engine.checkpoint import write_json_atomic
         from .mini.diagnose import diagnose
 
         out = Path(args.results) / "mini" / "diagnosis" / f"{args.preset}.json"
@@ -265,7 +265,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
         print(f"patch oracle: mIoU {record['oracle']['mIoU']:.1f}; written to {out}")
         return 0
     from .mini.miniclip import ensure_mini_clip
-    from .reproduce import reproduce
+    from .experiments.reproduce import reproduce
 
     path, record = ensure_mini_clip()  # cached after the first run (about 12 minutes on 2 cores)
     z = record["zero_shot"]["mini-voc"]
@@ -280,7 +280,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Execute the experiment registry for a profile (papermill), then the table/figure notebooks."""
-    from .reproduce import PROFILES, reproduce, status
+    from .experiments.reproduce import PROFILES, reproduce, status
 
     if args.profile not in PROFILES:
         raise ValueError(f"unknown profile {args.profile!r}; choose one of {list(PROFILES)}")
@@ -302,7 +302,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Efficiency benchmark (Table 3): parameters, MACs, latency, throughput, training speed, peak memory."""
-    from .bench import main, params_from_args
+    from .experiments.bench import main, params_from_args
 
     return main(params_from_args(args))
 
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
     p.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("bench", help="efficiency benchmark (Table 3): params, MACs, speed, memory -> results JSON")
-    from .bench import add_arguments
+    from .experiments.bench import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=cmd_bench)

@@ -49,7 +49,7 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 def normalization_stats(normalization: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) on the 0..255 scale for ``"imagenet"`` (official) or ``"clip"``."""
-    from ..config import NORMALIZATIONS
+    from ..model.config import NORMALIZATIONS
 
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {sorted(NORMALIZATIONS)}, got {normalization!r}")

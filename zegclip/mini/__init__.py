@@ -14,7 +14,7 @@ What it is
       QuickGELU, the real CLIP BPE tokenizer) with 7.8 M parameters (6.3 M of them the token embedding),
       contrastively pretrained on image-caption pairs that name every class, seen and unseen - at image level
       only, never with masks.
-    * Presets ``mini-voc`` / ``mini-coco`` (``zegclip.config``) and runs (``experiments.py``) that go through the
+    * Presets ``mini-voc`` / ``mini-coco`` (``zegclip.model.config``) and runs (``experiments.py``) that go through the
       very same model, loss, training and evaluation code as the real presets.
 
 How it maps to the paper

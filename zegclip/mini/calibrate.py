@@ -48,7 +48,7 @@ def mask_logit_stats(model, dataset, count: int = 16) -> dict:
 def _apply_overrides(spec: dict, overrides: list[str]) -> dict:
     import yaml
 
-    from ..run import set_path
+    from ..engine.run import set_path
 
     for item in overrides:
         if "=" not in item:
@@ -62,12 +62,12 @@ def run_calibration(name: str, note: str, results_dir: str | Path = "results", o
                     force: bool = False, **spec_args: Any) -> dict:
     """Train and score one calibration run; write and return its log entry. An existing entry is returned as is
     unless ``force``."""
-    from ..checkpoint import write_json_atomic
-    from ..results import environment
+    from ..engine.checkpoint import write_json_atomic
+    from ..engine.results import environment
     from .diagnose import attribute_accuracy
     from .miniclip import mini_clip_path
     from .world import GENERATOR_VERSION
-    from ..run import build_run_dataset, evaluate_run, run_from_dict, train_run
+    from ..engine.run import build_run_dataset, evaluate_run, run_from_dict, train_run
 
     out = Path(results_dir) / "mini" / "calibration" / f"{name}.json"
     if out.exists() and not force:
@@ -80,8 +80,8 @@ def run_calibration(name: str, note: str, results_dir: str | Path = "results", o
     result = evaluate_run(run, progress=False)
     model_dir = Path(run.output_dir)
     curve = [json.loads(line) for line in (model_dir / "log.jsonl").read_text().splitlines() if line.strip()]
-    from ..checkpoint import latest_checkpoint, load_weights
-    from ..run import build_run_model
+    from ..engine.checkpoint import latest_checkpoint, load_weights
+    from ..engine.run import build_run_model
 
     model = build_run_model(run)
     load_weights(model, latest_checkpoint(model_dir))
@@ -128,7 +128,7 @@ def load_calibration_log(results_dir: str | Path = "results") -> tuple[list[dict
     folder = Path(results_dir) / "mini" / "calibration"
     entries, problems = [], []
     for path in sorted(folder.glob("*.json")):
-        if path.name.startswith("controls-"):  # the controls' tables (zegclip.mini.controls.run_controls), not runs
+        if path.name.startswith("controls-"):  # the controls' tables (zegclip.experiments.controls.run_controls), not runs
             continue
         try:
             entry = json.loads(path.read_text())

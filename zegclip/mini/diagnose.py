@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics import SegmentationMetrics
+from ..engine.metrics import SegmentationMetrics
 from .world import get_world, render_scene
 
 __all__ = ["patch_labels", "patch_oracle", "probe_features", "linear_probe"]
@@ -158,7 +158,7 @@ def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, pr
     and the mini-CLIP's image-level zero-shot accuracy."""
     from tqdm.auto import tqdm
 
-    from ..factory import build_model
+    from ..model.factory import build_model
     from .miniclip import ensure_mini_clip
 
     if random_clip:  # tests: a random-init mini-CLIP stands in for the pretrained one (no zero-shot record)
@@ -170,7 +170,7 @@ def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, pr
     world = model.cfg.split
     blocks = len(model.backbone.vit.transformer.resblocks)
     probes = probes or ("pixels", *(f"block{i}" for i in range(blocks)), "features")
-    from ..results import environment
+    from ..engine.results import environment
     from .world import GENERATOR_VERSION
 
     out = {"preset": preset, "mini_clip": {"weights": path.name, "generator_version": GENERATOR_VERSION,

@@ -1,7 +1,7 @@
 """The mini world's training recipe: runs through the same run machinery as the real presets.
 
-Every run is a :class:`zegclip.run.RunConfig` (mini preset + overrides + the mini data pipeline), trained on the CPU
-and evaluated on held-out scenes. ``zegclip.reproduce`` turns registry entries into these run files and writes each
+Every run is a :class:`zegclip.engine.run.RunConfig` (mini preset + overrides + the mini data pipeline), trained on the CPU
+and evaluated on held-out scenes. ``zegclip.experiments.reproduce`` turns registry entries into these run files and writes each
 result JSON (config, metrics, per-class IoU, confusion matrix, timings, versions, seed) to
 ``results/mini/runs/<run id>.json`` - the format every table reads.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import variant_overrides
+from ..model.presets import variant_overrides
 from .world import GENERATOR_VERSION
 
 # Mini training: the official recipe (AdamW, linear warm-up, poly decay, focal x100 + dice) on 64-px scenes, at

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..clip import ClipSpec, build_towers, tokenizer_for
-from ..text import cache_dir, save_tensor_atomic
+from ..model.clip import ClipSpec, build_towers, tokenizer_for
+from ..model.text import cache_dir, save_tensor_atomic
 from .presets import MINI_CLIP_CONFIG
 from .world import GENERATOR_VERSION, caption, get_world, render_scene, render_single
 
@@ -290,6 +290,6 @@ def mini_clip_weights() -> Path:
 
 def register_weights() -> None:
     """Register :func:`mini_clip_weights` as the default weights of ``mini-clip`` (idempotent)."""
-    from ..clip import register_default_weights
+    from ..model.clip import register_default_weights
 
     register_default_weights("mini-clip", mini_clip_weights)

@@ -1,16 +1,17 @@
 """The mini world's model presets and its CLIP, registered with the core when :mod:`zegclip.mini` is imported.
 
-The core (``zegclip.config``, ``zegclip.factory``, ``zegclip.data``) never imports the mini world: it offers
-registries (:func:`zegclip.config.register_preset` here; :func:`zegclip.clip.register_default_weights` in
+The core (``zegclip.model.config``, ``zegclip.model.factory``, ``zegclip.data``) never imports the mini world: it offers
+registries (:func:`zegclip.model.config.register_preset` here; :func:`zegclip.model.clip.register_default_weights` in
 :mod:`zegclip.mini.miniclip`, :func:`zegclip.data.datasets.register_dataset` in :mod:`zegclip.mini.world`) and the
 mini world fills them, as a third-party plugin would.
 """
 from __future__ import annotations
 
-from ..backbone import EncoderConfig
-from ..clip import ClipSpec
-from ..config import ZegCLIPConfig, register_preset
-from ..decoder import DecoderConfig
+from ..model.backbone import EncoderConfig
+from ..model.clip import ClipSpec
+from ..model.config import ZegCLIPConfig
+from ..model.presets import register_preset
+from ..model.decoder import DecoderConfig
 
 __all__ = ["MINI_CLIP_CONFIG", "MINI_PRESETS", "register"]
 

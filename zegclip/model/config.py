@@ -1,18 +1,12 @@
-"""Declarative model configuration and named presets (``voc``, ``coco``, ``context``).
+"""Declarative model configuration: :class:`ZegCLIPConfig` fully describes a ZegCLIP model.
 
-A :class:`ZegCLIPConfig` fully describes a ZegCLIP model; presets are configs by name, timm-style, and every
-paper variant is a field override, e.g. the 12 rows of Table 5::
-
-    get_config("voc", encoder={"mode": "ft"}, loss={"kind": "el"}, query_format="t")   # Baseline-FT
-    get_config("voc", **variant_overrides("DPT+NEL+RD"))                            # ZegCLIP
-
+Named presets and the paper's variants as overrides are in :mod:`zegclip.model.presets`.
 Defaults follow the official code; the paper's variants are switches documented on each field.
 Configs round-trip through plain dicts (``to_dict`` / ``from_dict``) so that runs save them as JSON.
 """
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -88,7 +82,7 @@ _NESTED = {"clip": ClipSpec, "encoder": EncoderConfig, "decoder": DecoderConfig,
 def _apply(cfg: ZegCLIPConfig, overrides: Mapping[str, Any]) -> ZegCLIPConfig:
     """``cfg`` with ``overrides`` applied; nested sections (clip, encoder, decoder, loss) merge over the current
     section, and every value is converted to its field's type (:mod:`zegclip.typed`)."""
-    from .typed import ConfigError, build, convert_fields
+    from ..typed import ConfigError, build, convert_fields
 
     plain = {k: v for k, v in overrides.items() if not (k in _NESTED and isinstance(v, Mapping))}
     changes = convert_fields(ZegCLIPConfig, plain, "")
@@ -102,62 +96,3 @@ def _apply(cfg: ZegCLIPConfig, overrides: Mapping[str, Any]) -> ZegCLIPConfig:
     except (ValueError, TypeError) as exc:  # a check in __post_init__
         raise ConfigError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
-
-PRESETS: dict[str, ZegCLIPConfig] = {
-    # PASCAL VOC 2012, 15 seen / 5 unseen, 10 prompts per layer, single-template text embeddings
-    "voc": ZegCLIPConfig(name="voc", split="voc", embedding_file="zegclip_voc12_single.npy"),
-    # COCO-Stuff 164K, 156 / 15, 100 prompts per layer, 15-template ensemble
-    "coco": ZegCLIPConfig(
-        name="coco",
-        split="coco",
-        encoder=EncoderConfig(num_prompts=100),
-        templates="ensemble",
-        embedding_file="zegclip_coco_multi.npy",
-    ),
-    # PASCAL Context-60, 50 / 10 (classic ZS3 split; the official repo ships none), 100 prompts, ensemble
-    "context": ZegCLIPConfig(
-        name="context", split="context60", encoder=EncoderConfig(num_prompts=100), templates="ensemble"
-    ),
-}
-
-
-def register_preset(config: ZegCLIPConfig) -> None:
-    """Add a preset by its name (the mini world registers ``mini-voc`` and ``mini-coco`` this way)."""
-    PRESETS[config.name] = config
-
-
-def get_config(preset: str | ZegCLIPConfig = "voc", **overrides: Any) -> ZegCLIPConfig:
-    """A preset by name (or a config) with overrides applied."""
-    if isinstance(preset, ZegCLIPConfig):
-        base = preset
-    else:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
-        base = PRESETS[preset]
-    return base.replace(**overrides) if overrides else base
-
-
-_VARIANT = re.compile(r"^(?:baseline-)?(fix|ft|dpt)((?:\+(?:nel|rd))*)(?:\s*\(zegclip\))?$")
-
-
-def variant_overrides(name: str) -> dict[str, Any]:
-    """Overrides for the Table 5 variants: ``Fix|FT|DPT`` optionally followed by ``+NEL`` and/or ``+RD``.
-
-    Without NEL the loss is the exclusive softmax cross-entropy; without RD the query is the text embedding
-    alone (format ``t``). ``"DPT+NEL+RD"`` is ZegCLIP.
-    """
-    key = name.strip().lower().replace(" ", "")
-    m = _VARIANT.match(key)
-    if not m:
-        raise ValueError(f"unknown variant {name!r}; use e.g. 'Fix', 'FT+NEL', 'DPT+NEL+RD'")
-    extras = set(filter(None, m.group(2).split("+")))
-    return {
-        "encoder": {"mode": m.group(1)},
-        "loss": {"kind": "plus" if "nel" in extras else "el"},
-        "query_format": DEFAULT_QUERY_FORMAT if "rd" in extras else "t",
-    }
-
-
-TABLE5_VARIANTS = tuple(
-    f"{enc}{nel}{rd}" for enc in ("Fix", "FT", "DPT") for nel, rd in (("", ""), ("+NEL", ""), ("", "+RD"), ("+NEL", "+RD"))
-)

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .io import atomic_dir, write_json_atomic, write_text_atomic  # noqa: F401  (re-exported)
+from ..io import atomic_dir, write_json_atomic, write_text_atomic  # noqa: F401  (re-exported)
 
 LATEST = "latest"
 

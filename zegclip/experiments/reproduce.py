@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .checkpoint import write_json_atomic
+from ..engine.checkpoint import write_json_atomic
 
 PROFILES = ("mini", "paper")
 
@@ -173,14 +173,14 @@ def normalise_params(params: dict) -> dict:
     The variant name carries what it fixes: RD means "a query format other than ``t``", NEL means the ``plus`` loss.
     So ``DPT+NEL+RD`` with format ``t`` is ``DPT+NEL``, and a variant's own format/loss becomes ``None``.
     """
-    from .config import DEFAULT_QUERY_FORMAT, variant_overrides
-    from .queries import canonical_format
+    from ..model.presets import variant_overrides
+    from ..model.queries import DEFAULT_QUERY_FORMAT, canonical_format
 
     p = {**RUN_DEFAULTS, **params}
     unknown = sorted(set(p) - set(RUN_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown run parameter(s) {unknown}; known: {sorted(RUN_DEFAULTS)}")
-    from .typed import ConfigError, convert
+    from ..typed import ConfigError, convert
 
     p = {k: convert(v, RUN_TYPES[k], f"run parameter {k}") for k, v in p.items()}
     for key, low in (("seed", 0), ("iters", 1), ("samples", 0)):
@@ -274,8 +274,8 @@ def runs_for(profile: str, table: str, registry: dict | str | Path | None = None
 # ------------------------------------------------------------------------------------------- one run
 def mini_spec(params: dict, out_root: str | Path) -> dict:
     """The run-file dict of a mini-world run with these notebook parameters."""
-    from .config import variant_overrides
-    from .mini import experiments as mx
+    from ..model.presets import variant_overrides
+    from ..mini import experiments as mx
 
     p = normalise_params(params)
     model: dict[str, Any] = {}
@@ -301,8 +301,8 @@ def mini_spec(params: dict, out_root: str | Path) -> dict:
 
 def paper_spec(params: dict, out_root: str | Path) -> dict:
     """The run-file dict of a real-data run: the packaged recipe of (dataset, setting) plus the parameters."""
-    from .config import variant_overrides
-    from .run import load_run
+    from ..model.presets import variant_overrides
+    from ..engine.run import load_run
 
     p = normalise_params(params)
     recipe = {"inductive": "inductive", "transductive": "st", "fully": "fully"}[p["setting"]]
@@ -370,7 +370,7 @@ def eval_spec(params: dict, train_spec: dict) -> dict:
     preset = {"mini-voc-b": "mini-voc"}.get(target, target)
     spec = copy.deepcopy(train_spec)
     model = {k: v for k, v in spec["model"].items() if k not in ("preset", "setting")}
-    from .config import get_config
+    from ..model.presets import get_config
 
     source = get_config(train_spec["model"]["preset"])
     # the source's prompt count (checkpoint shapes), the target's classes
@@ -392,7 +392,7 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     Checkpoints go to ``<runs_root>/<profile>/<run id>/`` (default: ``runs/`` beside ``results_dir``). A run
     directory left by a different configuration is started afresh, never resumed.
     """
-    from .run import evaluate_run, run_from_dict
+    from ..engine.run import evaluate_run, run_from_dict
 
     p = normalise_params(params)
     ident = run_id_ or run_id(p)
@@ -409,8 +409,8 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     tmp = path.with_suffix(".eval.json")
     model, unseen = None, []
     if p["negative_control"]:  # control 4: the unseen classes' text replaced by random unit vectors
-        from .evaluate import randomise_text_embeddings
-        from .run import build_run_model
+        from ..engine.evaluate import randomise_text_embeddings
+        from ..engine.run import build_run_model
 
         model = build_run_model(evaluated)
         unseen = sorted(set(range(model.num_classes)) - set(model.seen_idx.tolist()))
@@ -418,13 +418,13 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     result = evaluate_run(evaluated, checkpoint=final, result_path=tmp, progress=False, model=model)
     tmp.unlink(missing_ok=True)
     if p["negative_control"]:
-        from .evaluate import chance_miou
+        from ..engine.evaluate import chance_miou
 
         result["chance_mIoU(U)"] = chance_miou(result["confmat"], unseen)
     result["run"] = ident
     result["params"] = {k: p[k] for k in RUN_DEFAULTS}
     result["train_config"] = train.to_dict() if p["eval_dataset"] else None
-    from .factory import resolve_split
+    from ..model.factory import resolve_split
 
     cfg = evaluated.model_config()
     split = resolve_split(dataclasses.replace(cfg, setting="inductive") if cfg.setting == "fully" else cfg)
@@ -432,7 +432,7 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     result["seen"], result["unseen"] = list(split.seen), list(split.unseen)
     if p["samples"]:
         result["samples"] = save_samples(evaluated, final, Path(results_dir) / p["profile"], ident, p["samples"])
-    from .results import expected_nulls
+    from ..engine.results import expected_nulls
 
     result = _json_ready(result)
     write_json_atomic(path, result, expected=expected_nulls(result))
@@ -448,7 +448,7 @@ def _train(run, force: bool = False) -> Path:
     """Train ``run`` to its last iteration (or ``stop_at``) unless done; returns that checkpoint's directory."""
     import shutil
 
-    from .run import train_run
+    from ..engine.run import train_run
 
     out = Path(run.output_dir)
     end = run.train.stop_at or run.train.iters
@@ -472,7 +472,7 @@ def _resumable(config: dict) -> dict:
 
 def _ensure_half(p: dict, runs_root, half: Path) -> None:
     """Self-training starts from the inductive run's half-way checkpoint: train that first part if missing."""
-    from .run import run_from_dict
+    from ..engine.run import run_from_dict
 
     if (half / "state.json").is_file():
         return
@@ -498,9 +498,9 @@ def save_samples(run, checkpoint, profile_dir: Path, ident: str, count: int) -> 
     import torch
     from PIL import Image
 
-    from .checkpoint import load_weights
-    from .data.transforms import normalization_stats
-    from .run import build_run_dataset, build_run_model
+    from ..engine.checkpoint import load_weights
+    from ..data.transforms import normalization_stats
+    from ..engine.run import build_run_dataset, build_run_model
 
     model = build_run_model(run)
     load_weights(model, checkpoint)
@@ -537,7 +537,7 @@ def save_samples(run, checkpoint, profile_dir: Path, ident: str, count: int) -> 
 
 
 def _save_png(image, path: Path) -> None:
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
@@ -570,7 +570,7 @@ def is_done(entry: Entry, results_dir: str | Path) -> bool:
         return False
     if not isinstance(old, dict):
         return False
-    from .results import result_problem
+    from ..engine.results import result_problem
 
     if entry.notebook == "run" and result_problem(old, "runs", entry.id) is not None:
         return False  # the reports would leave it out: run it again
@@ -578,7 +578,7 @@ def is_done(entry: Entry, results_dir: str | Path) -> bool:
         return old.get("params", {}) == {**old.get("params", {}), **entry.params}
     if {**RUN_DEFAULTS, **(old.get("params") or {})} != {k: entry.params[k] for k in RUN_DEFAULTS}:
         return False
-    from .run import run_from_dict
+    from ..engine.run import run_from_dict
 
     spec = run_spec(entry.params, runs_root_for(results_dir))
     if entry.params["eval_dataset"]:
@@ -626,7 +626,7 @@ def _hide_injected(path: Path) -> None:
             cell.metadata["tags"] = [*tags, "remove-cell"]
             changed = True
     if changed:
-        from .io import atomic_path
+        from ..io import atomic_path
 
         with atomic_path(path) as tmp:
             nbformat.write(nb, str(tmp))
@@ -666,7 +666,7 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
             else:
                 todo.append(e)
         if todo and profile == "mini" and not quick:
-            from .mini.miniclip import ensure_mini_clip
+            from ..mini.miniclip import ensure_mini_clip
 
             ensure_mini_clip()  # once, in this process with every core, before the runs start
         # runs side by side share the cores (their kernels inherit this); only while runs execute, so that the
@@ -698,7 +698,7 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
         tables = [t for t in REPORTS if not only or t in set(only)]
         learn = [] if only else list(LEARN)
         if learn and profile == "mini" and not quick:
-            from .mini.miniclip import ensure_mini_clip
+            from ..mini.miniclip import ensure_mini_clip
 
             # the walkthrough builds a mini model: pretrain here (all cores, a progress bar in the terminal) rather
             # than silently inside its kernel, where `--jobs` may have left one thread

@@ -15,7 +15,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 def palette(n: int) -> np.ndarray:
     """(n, 3) uint8 colours: class k gets the VOC colour-map colour of id k + 1 (id 0 is VOC's black background)."""
-    from .data.datasets import voc_palette
+    from ..data.datasets import voc_palette
 
     return voc_palette(n + 1)[1:]
 
@@ -61,7 +61,7 @@ def load_image(path: Path) -> torch.Tensor:
 
 
 def _save(image: Image.Image, path: Path) -> None:
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
@@ -80,7 +80,7 @@ def predict_files(model, inputs: str | os.PathLike, out_dir: str | os.PathLike, 
     """
     from tqdm.auto import tqdm
 
-    from .io import check_writable
+    from ..io import check_writable
 
     if short_side < 1:
         raise ValueError(f"short_side must be >= 1, got {short_side}")

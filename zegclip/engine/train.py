@@ -1,6 +1,6 @@
 """The training loop: official optimisation, three settings, exact resume, AMP, gradient accumulation, DDP.
 
-``train(run)`` trains the model described by a :class:`zegclip.run.RunConfig` and writes into its output
+``train(run)`` trains the model described by a :class:`zegclip.engine.run.RunConfig` and writes into its output
 directory: ``config.json`` (the resolved run config), ``log.jsonl`` (loss/lr every ``log_every`` iterations),
 ``checkpoints/iter_XXXXXXX`` (safetensors, atomic) and ``train_summary.json``.
 
@@ -26,8 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint, write_json_atomic
-from .io import remove_stale_temps, strict_json, write_text_atomic
-from .losses import build_loss
+from ..io import remove_stale_temps, strict_json, write_text_atomic
+from ..model.losses import build_loss
 from .schedule import ScheduleConfig, build_scheduler
 from .selftrain import PAD_INDEX, ST_VARIANTS, inductive_labels, pseudo_labels
 

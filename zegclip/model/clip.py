@@ -1,8 +1,8 @@
 """CLIP towers from ``open_clip``: build them from a declarative config and load local weight files.
 
 ZegCLIP uses the two towers of CLIP separately: the vision transformer (which the prompted encoder in
-:mod:`zegclip.backbone` runs block by block) and the text transformer (which turns class names into class
-embeddings, :mod:`zegclip.text`). Both are open_clip's own modules, built with ``pretrained=None`` semantics:
+:mod:`zegclip.model.backbone` runs block by block) and the text transformer (which turns class names into class
+embeddings, :mod:`zegclip.model.text`). Both are open_clip's own modules, built with ``pretrained=None`` semantics:
 nothing is ever downloaded. Weights come from a local file:
 
 * the OpenAI TorchScript archive ``ViT-B-16.pt`` (what the official ZegCLIP code loads), or

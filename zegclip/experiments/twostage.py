@@ -4,9 +4,9 @@ ZegCLIP is *one-stage*: one CLIP ViT pass per crop, then a light decoder. The me
 paper's Table 3 (ZegFormer; zsseg works the same way) are *two-stage*:
 
 1. **class-agnostic mask proposals** (MaskFormer-like): a ViT-B/16 encodes the whole crop and a mask decoder
-   turns ``N`` learned proposal queries into ``N`` mask logits. Here: :class:`~zegclip.backbone.PromptedVisionEncoder`
+   turns ``N`` learned proposal queries into ``N`` mask logits. Here: :class:`~zegclip.model.backbone.PromptedVisionEncoder`
    (mode ``"ft"`` by default: the whole ViT is trained, as MaskFormer and ZegFormer train their backbone) and the
-   ZegCLIP :class:`~zegclip.decoder.MaskDecoder` fed with ``N`` learned queries instead of class queries;
+   ZegCLIP :class:`~zegclip.model.decoder.MaskDecoder` fed with ``N`` learned queries instead of class queries;
 2. **proposal classification by CLIP**: every proposal is cut out of the image (its mask's bounding box,
    background pixels set to 0, i.e. the mean after normalisation), resized to ``crop_size`` (224, CLIP's
    pre-training resolution), encoded by the frozen CLIP image encoder and classified against the class text
@@ -33,12 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import ENCODER_MODES, PromptedVisionEncoder
-from .clip import build_towers
-from .config import ZegCLIPConfig, get_config
-from .decoder import DecoderConfig, MaskDecoder
+from ..model.backbone import ENCODER_MODES, PromptedVisionEncoder
+from ..model.clip import build_towers
+from ..model.config import ZegCLIPConfig
+from ..model.presets import get_config
+from ..model.decoder import DecoderConfig, MaskDecoder
 from .efficiency import count_macs
-from .model import check_images
+from ..model.segmentor import check_images
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class TwoStageSegmentor(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ costs
     def mac_breakdown(self, images: torch.Tensor) -> dict[str, Any]:
-        """MACs of one forward on ``images`` (B, 3, H, W) by part (see :mod:`zegclip.efficiency`).
+        """MACs of one forward on ``images`` (B, 3, H, W) by part (see :mod:`zegclip.experiments.efficiency`).
 
         ``proposals``: stage 1; ``crops``: B*N times one crop's CLIP pass; ``combine``: classification and mask
         combination; ``macs``: their sum.
@@ -206,7 +207,7 @@ def build_two_stage(
     class embeddings are random unit vectors (seeded): the comparator measures cost, not accuracy.
     Returns the model in eval mode.
     """
-    from .factory import resolve_split
+    from ..model.factory import resolve_split
 
     model_cfg = get_config(preset, **overrides)
     cfg = TwoStageConfig(proposals=proposals, crop_size=crop_size, proposal_encoder=proposal_encoder)

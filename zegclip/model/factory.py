@@ -9,9 +9,10 @@ import open_clip
 import torch
 
 from .clip import build_towers, default_weights, load_clip_weights, pretrained_tags, resolve_weights_path
-from .config import ZegCLIPConfig, get_config
-from .data.classes import ClassSplit, load_class_split
-from .model import ZegCLIP
+from .config import ZegCLIPConfig
+from .presets import get_config
+from ..data.classes import ClassSplit, load_class_split
+from .segmentor import ZegCLIP
 from .text import load_embedding_file
 
 

@@ -6,7 +6,7 @@ The report notebooks (``notebooks/table*.ipynb``, ``figure*.ipynb``) only call t
     rep.show()                      # status line, problems, reproduced "mean ± std" beside the paper's numbers
     rep.numeric                     # the same as numbers (mean, std, n per metric), for plots
 
-Which runs a table reads comes from the experiment registry (:func:`zegclip.reproduce.runs_for`). Runs whose
+Which runs a table reads comes from the experiment registry (:func:`zegclip.experiments.reproduce.runs_for`). Runs whose
 parameters differ only in ``seed`` form one row: mean and sample standard deviation (``n - 1``) over the seeds
 that have a result, with ``n`` shown. A result file that is not valid JSON, is not a zegclip result, or was made with
 other parameters than the registry's is reported in ``problems`` and never averaged. A profile without results
@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import yaml
 
-from .results import METRICS, REQUIRED, result_problem  # noqa: F401  (METRICS, REQUIRED re-exported)
+from ..engine.results import METRICS, REQUIRED, result_problem  # noqa: F401  (METRICS, REQUIRED re-exported)
 
 __all__ = [
     "METRICS", "TABLE_METRICS", "REPORT_TABLES", "Report", "load_results", "paper_numbers", "paper_frame",
@@ -64,7 +64,7 @@ def _project() -> Path | None:
 
 def _resolve(results_dir: str | Path) -> Path:
     """``results_dir`` as given, or under the project root (the checkout found from the working directory, see
-    :func:`zegclip.reproduce.project_root`) when a relative path is not found here: notebooks run from their folder."""
+    :func:`zegclip.experiments.reproduce.project_root`) when a relative path is not found here: notebooks run from their folder."""
     path = Path(results_dir)
     if not path.is_absolute() and not path.exists():
         root = _project()
@@ -87,7 +87,7 @@ def _finite(value: Any) -> bool:
 
 
 def _invalid(data: Any, kind: str, stem: str) -> str | None:
-    """Why ``data`` is not a usable result of ``kind`` (None when it is): :func:`zegclip.results.result_problem`."""
+    """Why ``data`` is not a usable result of ``kind`` (None when it is): :func:`zegclip.engine.results.result_problem`."""
     return result_problem(data, kind, stem)
 
 
@@ -123,7 +123,7 @@ def load_results(results_dir: str | Path = "results", profile: str = "mini",
 def _paper_yaml() -> dict:
     import importlib.resources
 
-    path = importlib.resources.files("zegclip") / "paper_numbers.yaml"
+    path = importlib.resources.files("zegclip.experiments") / "paper_numbers.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping keyed by table name")
@@ -215,7 +215,7 @@ def _paper_lookup(table: str, p: dict) -> tuple[dict[str, float | None], str]:
 
 # --------------------------------------------------------------------------------------------- registry
 def entries_for(profile: str, table: str, registry: Any = None) -> list:
-    """The registry entries a table/figure reads (``zegclip.reproduce.runs_for``)."""
+    """The registry entries a table/figure reads (``zegclip.experiments.reproduce.runs_for``)."""
     from .reproduce import runs_for
 
     return runs_for(profile, table, registry)
@@ -248,7 +248,7 @@ def unseen_gain(frame: pd.DataFrame, dataset: str, before: str = "inductive", af
 
 def effective_params(params: dict) -> dict:
     """Registry parameters with a variant's own query format and loss filled in (``None`` -> e.g. ``[t*g,t]``)."""
-    from .config import variant_overrides
+    from ..model.presets import variant_overrides
 
     p = dict(params)
     if "setting" in p:  # which pixels self-training labels: the official † ("dagger") unless "all"; "-" otherwise
@@ -272,7 +272,7 @@ def world_mismatch(result: dict) -> str | None:
     data = (result.get("config") or {}).get("data") or {}
     if not str(data.get("dataset", "")).startswith("mini-"):
         return None
-    from .mini.world import GENERATOR_VERSION
+    from ..mini.world import GENERATOR_VERSION
 
     have = (data.get("options") or {}).get("generator")
     if have != GENERATOR_VERSION:

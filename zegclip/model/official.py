@@ -1,4 +1,4 @@
-"""Import of the released ZegCLIP checkpoints (mmseg format) into :class:`zegclip.model.ZegCLIP`.
+"""Import of the released ZegCLIP checkpoints (mmseg format) into :class:`zegclip.model.segmentor.ZegCLIP`.
 
 An official checkpoint holds ``state_dict`` with three groups of keys (see the fact sheet / the state-dict
 listing): ``backbone.*`` (CLIP ViT-B/16 with the 1025-row positional table, plus the prompt parameters),
@@ -26,8 +26,8 @@ import torch
 
 from .clip import WeightsError
 from .factory import build_model, resolve_split
-from .config import get_config
-from .model import ZegCLIP
+from .presets import get_config
+from .segmentor import ZegCLIP
 from .text import load_embedding_file
 
 _DROPPED = {"decode_head.loss_decode.criterion.empty_weight"}

@@ -108,7 +108,7 @@ def save_tensor_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: d
     """Write a safetensors file with the package's atomic writer (:func:`zegclip.io.atomic_path`)."""
     from safetensors.torch import save_file
 
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)

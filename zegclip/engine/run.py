@@ -27,9 +27,10 @@ from typing import Any, Mapping
 import yaml
 
 from .checkpoint import write_json_atomic
-from .config import ZegCLIPConfig, get_config
+from ..model.config import ZegCLIPConfig
+from ..model.presets import get_config
 from .train import TrainConfig
-from .typed import ConfigError
+from ..typed import ConfigError
 
 DATASET_SPLITS = {"voc": "voc", "coco": "coco", "context59": "context59", "context60": "context60"}
 
@@ -88,7 +89,7 @@ class RunConfig:
 
 
 def _build(cls, data: Mapping[str, Any], where: str):
-    from .typed import build
+    from ..typed import build
 
     return build(cls, data, where)
 
@@ -122,7 +123,7 @@ def available_recipes() -> list[str]:
     """Names of the packaged run files (the paper's official configurations)."""
     import importlib.resources
 
-    return sorted(p.name[:-5] for p in importlib.resources.files("zegclip.recipes").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in importlib.resources.files("zegclip.engine.recipes").iterdir() if p.name.endswith(".yaml"))
 
 
 def load_run(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
@@ -133,7 +134,7 @@ def load_run(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
         if not path.is_file() and str(path) in available_recipes():
             import importlib.resources
 
-            path = Path(str(importlib.resources.files("zegclip.recipes") / f"{path}.yaml"))
+            path = Path(str(importlib.resources.files("zegclip.engine.recipes") / f"{path}.yaml"))
         if not path.is_file():
             raise FileNotFoundError(f"run config not found: {path} (packaged recipes: {', '.join(available_recipes())})")
         try:
@@ -152,7 +153,7 @@ def load_run(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
 
 # ----------------------------------------------------------------------------------------------- building
 def build_run_model(run: RunConfig):
-    from .factory import build_model
+    from ..model.factory import build_model
 
     return build_model(run.model_config(), weights=run.weights, random_init=run.random_init,
                        text_embeddings=run.text_embeddings)
@@ -160,7 +161,7 @@ def build_run_model(run: RunConfig):
 
 def build_run_dataset(run: RunConfig, which: str):
     """The training (``which="train"``, with augmentation) or evaluation dataset of a run."""
-    from .data import datasets, transforms
+    from ..data import datasets, transforms
 
     d = run.data
     if d.root is None and d.dataset in datasets.DATASET_NAMES:
@@ -224,7 +225,7 @@ def train_run(run: RunConfig, resume: bool = False, evaluate_after: bool = False
     with ``resume``, continue from the latest checkpoint after checking the config against the saved one."""
     import time
 
-    from .io import RunLock
+    from ..io import RunLock
     from .results import environment
     from .train import fit
 
@@ -257,14 +258,14 @@ def evaluate_run(run: RunConfig, checkpoint: str | Path | None = None, model=Non
     from .evaluate import evaluate
     from .results import environment, expected_nulls
 
-    from .io import check_writable
+    from ..io import check_writable
 
     cfg = run.model_config()
     path = Path(result_path) if result_path else Path(run.output_dir) / "result.json"
     check_writable(path)  # fail before the evaluation, not after it
     dataset = build_run_dataset(run, "eval")
     if official is not None:
-        from .official import load_official_checkpoint
+        from ..model.official import load_official_checkpoint
 
         model = load_official_checkpoint(official, dataset=cfg.name, text_embeddings=run.text_embeddings,
                                          setting=cfg.setting)
@@ -283,7 +284,7 @@ def evaluate_run(run: RunConfig, checkpoint: str | Path | None = None, model=Non
         source = str(ckpt)
     # fully supervised: every class is trained (and calibrated) as seen, but mIoU(S)/mIoU(U) are still reported
     # over the dataset's zero-shot split, as the paper's "fully supervised" rows are
-    from .factory import resolve_split
+    from ..model.factory import resolve_split
 
     groups = resolve_split(dataclasses.replace(cfg, setting="inductive")) if cfg.setting == "fully" else None
     metrics = evaluate(model, dataset, progress=progress, limit=run.eval_limit,

@@ -1,18 +1,18 @@
 """``python -m zegclip bench``: the efficiency benchmark behind Table 3 (and ``notebooks/bench.ipynb``).
 
 For each method - ZegCLIP with the VOC preset (T = 10 prompts, 20 classes at test), the COCO preset (T = 100,
-171 classes) and the two-stage comparator of :mod:`zegclip.twostage` - it measures, with random weights (cost
+171 classes) and the two-stage comparator of :mod:`zegclip.experiments.twostage` - it measures, with random weights (cost
 does not depend on weights):
 
 * parameters: trainable and total (the CLIP text tower is left out: its embeddings are precomputed);
-* MACs of one crop (``size`` x ``size``, batch 1) with the one counter of :mod:`zegclip.efficiency`;
+* MACs of one crop (``size`` x ``size``, batch 1) with the one counter of :mod:`zegclip.experiments.efficiency`;
 * phases (``phases``; default all four on a GPU, ``forward,train`` on a CPU, where one two-stage image takes
   minutes): ``forward`` - latency of one crop at batch 1 (ms/image, FPS); ``throughput`` - crops at
   batch ``batch`` (images/s); ``image`` - one VOC-sized image (``size`` x ``4/3 size``, 512 x 683 at the
   default): slide-window inference for ZegCLIP (2 windows, as evaluation), one whole-image pass for the
   two-stage comparator; ``train`` - one optimiser step (forward, official focal + dice loss, backward, AdamW)
   at batch ``train_batch`` (ZegCLIP only: a two-stage method trains its stages separately);
-* peak memory of every phase (:class:`zegclip.efficiency.PeakMemory`).
+* peak memory of every phase (:class:`zegclip.experiments.efficiency.PeakMemory`).
 
 Timing protocol: ``warmup`` untimed calls, then the median of ``repeats`` timed calls, the device synchronised
 around each. ``dtype`` ``"bf16"`` runs under ``torch.autocast`` (weights stay float32), ``"fp32"`` without;
@@ -202,13 +202,13 @@ class Subject:
 
 def build_subject(name: str, cfg: BenchConfig) -> Subject:
     """The model of method ``name`` with random weights (on the CPU, in eval mode; the caller moves it)."""
-    from .factory import build_model, resolve_split
+    from ..model.factory import build_model, resolve_split
     from .twostage import build_two_stage
 
     overrides = quick_overrides(cfg.size) if cfg.quick else {"clip": {"image_size": cfg.size}}
     dataset = name.split("-")[-1]
     if name in ("voc", "coco"):
-        from .config import get_config
+        from ..model.presets import get_config
 
         mcfg = get_config(name, **overrides)
         classes = resolve_split(mcfg).num_classes
@@ -239,14 +239,14 @@ def _images(batch: int, hw: tuple[int, int], cfg: BenchConfig, seed: int = 0) ->
 
 def make_train_step(model: torch.nn.Module, images: torch.Tensor, cfg: BenchConfig,
                     forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Callable[[], None]:
-    """One ZegCLIP optimiser step as the training loop does it (``zegclip.train.fit``), as a closure.
+    """One ZegCLIP optimiser step as the training loop does it (``zegclip.engine.train.fit``), as a closure.
 
-    Official optimiser (AdamW over the trainable parameters only, :func:`zegclip.train.param_groups`), official
+    Official optimiser (AdamW over the trainable parameters only, :func:`zegclip.engine.train.param_groups`), official
     loss, inductive targets built once from random full-space labels (B, H, W). Returns the closure; each call
     returns nothing and leaves the gradients cleared.
     """
-    from .losses import build_loss
-    from .train import Labeler, TrainConfig, param_groups
+    from ..model.losses import build_loss
+    from ..engine.train import Labeler, TrainConfig, param_groups
 
     forward = forward or model
     tcfg = TrainConfig()
@@ -347,7 +347,7 @@ def bench_method(name: str, cfg: BenchConfig, log: Callable[[str], None] = print
 
 
 def _windows(model, hw: tuple[int, int]) -> int:
-    from .model import num_windows
+    from ..model.segmentor import num_windows
 
     return num_windows(hw[0], model.cfg.slide_crop, model.cfg.slide_stride) * num_windows(
         hw[1], model.cfg.slide_crop, model.cfg.slide_stride)
@@ -383,8 +383,8 @@ def result_path(results_dir: str | os.PathLike, profile: str, run_id: str) -> Pa
 
 def run_bench(params: dict[str, Any] | None = None, log: Callable[[str], None] = print, write: bool = True) -> dict:
     """Run the benchmark for ``params`` (keys of :data:`DEFAULT_PARAMS`), write the JSON, return the record."""
-    from .checkpoint import write_json_atomic
-    from .results import environment
+    from ..engine.checkpoint import write_json_atomic
+    from ..engine.results import environment
 
     given = dict(params or {})
     cfg = resolve(given)
@@ -579,7 +579,7 @@ def main(argv_params: dict[str, Any]) -> int:
 
 def add_arguments(p) -> None:
     """The ``python -m zegclip bench`` flags (one per parameter of :data:`DEFAULT_PARAMS`)."""
-    from .typed import at_least
+    from ..typed import at_least
 
     p.add_argument("--profile", default="mini", help="results/<profile>/bench/ (default mini)")
     p.add_argument("--results-dir", default="results")

@@ -26,7 +26,7 @@ ZERO_SHOT = 95.0
 
 
 def _runs(results, **want) -> list[dict]:
-    from ..reproduce import RUN_DEFAULTS
+    from .reproduce import RUN_DEFAULTS
 
     out = []
     for r in results:
@@ -61,7 +61,7 @@ def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None
     """
     import pandas as pd
 
-    from ..report import load_results, world_mismatch
+    from .report import load_results, world_mismatch
 
     loaded, problems = load_results(results_dir, "mini", "runs")
     results = [r for r in loaded if world_mismatch(r) is None]
@@ -114,7 +114,7 @@ def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None
 def controls_entries(preset: str, seeds: int = 3, registry: dict | str | Path | None = None) -> list:
     """The runs that measure the mini world's controls for ``preset``: the registry's ``calibration`` runs of that
     dataset, for seeds ``0..seeds-1`` (more seeds than the registry lists are made from its seed-0 entries)."""
-    from ..reproduce import Entry, normalise_params, run_id, runs_for
+    from .reproduce import Entry, normalise_params, run_id, runs_for
 
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
@@ -133,7 +133,7 @@ def controls_entries(preset: str, seeds: int = 3, registry: dict | str | Path | 
 
 def run_controls(preset: str = "mini-voc", seeds: int = 3, results_dir: str | Path = "results", jobs: int = 1,
                  force: bool = False, quick: bool = False, registry: dict | str | Path | None = None) -> dict:
-    """Measure the five controls of the mini world for ``preset`` (:mod:`zegclip.mini.controls`).
+    """Measure the five controls of the mini world for ``preset`` (:mod:`zegclip.experiments.controls`).
 
     Runs the control runs that have no result yet (papermill, as ``reproduce``; finished ones are skipped), scores
     the patch oracle on the evaluation scenes and reads the mini-CLIP's zero-shot accuracy, then writes
@@ -146,11 +146,11 @@ def run_controls(preset: str = "mini-voc", seeds: int = 3, results_dir: str | Pa
     from tqdm.auto import tqdm
 
     from ..io import write_json_atomic
-    from ..reproduce import _json_ready, _run_entry, is_done
-    from ..results import environment
-    from .diagnose import patch_oracle
+    from .reproduce import _json_ready, _run_entry, is_done
+    from ..engine.results import environment
+    from ..mini.diagnose import patch_oracle
 
-    from ..reproduce import Entry
+    from .reproduce import Entry
 
     results_dir = Path(results_dir)
     entries = controls_entries(preset, seeds, registry)
@@ -159,7 +159,7 @@ def run_controls(preset: str = "mini-voc", seeds: int = 3, results_dir: str | Pa
     todo = [e for e in entries if force or not is_done(e, results_dir)]
     zero_shot = None
     if not quick:
-        from .miniclip import ensure_mini_clip
+        from ..mini.miniclip import ensure_mini_clip
 
         _, record = ensure_mini_clip()  # before the runs (each would otherwise wait for it); control 5 reads it
         zero_shot = record["zero_shot"].get(preset)
