@@ -118,7 +118,7 @@ def test_pretrain_config_rejects_zero_steps():
 
 
 def test_registry_parameters_are_typed():
-    from zegclip.experiments.reproduce import RUN_DEFAULTS, RUN_TYPES, normalise_params
+    from zegclip.experiments.registry import RUN_DEFAULTS, RUN_TYPES, normalise_params
 
     assert set(RUN_TYPES) == set(RUN_DEFAULTS)
     assert normalise_params({"seed": "2", "iters": 1e2})["iters"] == 100
@@ -257,7 +257,8 @@ def test_one_validity_rule_for_reproduce_and_reports(result, problem, tmp_path):
 
 
 def test_reproduce_reruns_an_invalid_result(tmp_path):
-    from zegclip.experiments.reproduce import expand, is_done
+    from zegclip.experiments.registry import expand
+    from zegclip.experiments.runs import is_done
 
     entry = expand("mini", only=["table5"])[0]
     path = entry.result_path(tmp_path)
@@ -335,21 +336,21 @@ def test_unwritable_output_fails_before_computing(command, tiny_run, tmp_path, c
 
 # ------------------------------------------------------------------------- reproduce writes only where it is told
 def test_reproduce_finds_its_project_from_the_working_directory(tmp_path, monkeypatch, capsys):
-    from zegclip.experiments import reproduce as rp
+    from zegclip.experiments import batch, project
 
-    repo = rp.project_root()
+    repo = project.project_root()
     monkeypatch.chdir(tmp_path)  # e.g. an installed zegclip used outside any checkout
     monkeypatch.delenv("ZEGCLIP_PROJECT", raising=False)
     with pytest.raises(FileNotFoundError, match=f"not inside a zegclip project: no notebooks/registry.yaml in {tmp_path}"):
-        rp.project_root()
+        project.project_root()
     code, err = run_main(capsys, "reproduce", "--list")
     assert code == 2 and "not inside a zegclip project" in err
     monkeypatch.setenv("ZEGCLIP_PROJECT", str(repo))
-    assert rp.notebooks_dir() == repo / "notebooks" and rp.generated_dir() == repo / "book" / "generated"
+    assert project.notebooks_dir() == repo / "notebooks" and project.generated_dir() == repo / "book" / "generated"
     written = []
-    monkeypatch.setattr(rp, "execute_notebook", lambda source, output, params, cwd=None: written.append(output))
-    rp.reproduce("mini", only=["table5"], reports_only=True, results_dir=tmp_path / "results",
-                 generated=tmp_path / "book-out")
+    monkeypatch.setattr(batch, "execute_notebook", lambda source, output, params, cwd=None: written.append(output))
+    batch.reproduce("mini", only=["table5"], reports_only=True, results_dir=tmp_path / "results",
+                    generated=tmp_path / "book-out")
     assert written == [tmp_path / "book-out" / "table5.ipynb"]
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("notebook ")]
     assert len(line) == 1 and line[0].split()[1] == "table5" and line[0].endswith("s  ok")  # one line per notebook

@@ -114,7 +114,8 @@ def has_results(name: str) -> bool:
     params = (meta.get("papermill") or {}).get("parameters") or {}
     if "profile" not in params:
         return True  # not executed by papermill: hold the page to the full standard
-    from zegclip.experiments.reproduce import is_done, runs_for
+    from zegclip.experiments.registry import runs_for
+    from zegclip.experiments.runs import is_done
 
     results_dir = Path(params.get("results_dir") or "results")
     results_dir = results_dir if results_dir.is_absolute() else REPO / results_dir

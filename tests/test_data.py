@@ -606,3 +606,26 @@ def test_real_voc_samples_through_voc_val_path(tmp_path):
         seen_ids |= set(np.unique(lab).tolist())
     assert seen_ids <= set(range(20)) | {255}
     assert names.index("sheep") in seen_ids  # an unseen class reaches the evaluation path
+
+
+def test_one_label_palette_for_predictions_and_sample_pngs():
+    from zegclip.data.datasets import class_colours, png_palette
+
+    colours = class_colours(3)
+    assert colours.tolist() == [[128, 0, 0], [0, 128, 0], [128, 128, 0]]  # VOC's aeroplane, bicycle, bird
+    pal = png_palette()
+    assert len(pal) == 768 and pal[:3] == [128, 0, 0] and pal[-3:] == [255, 255, 255]
+
+
+def test_id_lists_round_trip_and_fail_with_the_file_named(tmp_path):
+    from zegclip.io import read_id_list, write_id_list
+
+    write_id_list(tmp_path / "val.txt", ["2007_000033", "2007_000042"])
+    (tmp_path / "extra.txt").write_text("a 1\n\n  b -1\n")
+    assert read_id_list(tmp_path / "val.txt") == ["2007_000033", "2007_000042"]
+    assert read_id_list(tmp_path / "extra.txt") == ["a", "b"]
+    (tmp_path / "empty.txt").write_text("\n \n")
+    with pytest.raises(ValueError, match="empty.txt is empty"):
+        read_id_list(tmp_path / "empty.txt")
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        read_id_list(tmp_path / "missing.txt")

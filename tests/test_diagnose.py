@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from zegclip.mini.dataset import MiniSegmentation
 from zegclip.mini.diagnose import linear_probe, patch_labels, patch_oracle
-from zegclip.mini.world import MiniSegmentation
 from zegclip.engine.train import TrainConfig, param_groups
 
 
@@ -84,7 +84,7 @@ def test_randomise_text_embeddings_changes_only_the_given_classes_and_is_seeded(
 
 def test_attribute_accuracy_separates_colour_from_shape():
     from zegclip.mini.diagnose import attribute_accuracy
-    from zegclip.mini.world import get_world
+    from zegclip.mini.grammar import get_world
 
     w = get_world("mini-voc")
     names = list(w.classes)
@@ -132,7 +132,7 @@ def test_controls_frame_pass_fail_not_run_and_skips_other_world_versions(tmp_pat
     import json
 
     from zegclip.experiments.controls import controls_frame
-    from zegclip.mini.world import GENERATOR_VERSION
+    from zegclip.mini.render import GENERATOR_VERSION
 
     runs = tmp_path / "mini/runs"
     runs.mkdir(parents=True)

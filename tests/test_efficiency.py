@@ -23,8 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import zegclip
 from zegclip.experiments import bench
 from zegclip.model.decoder import CrossAttention
-from zegclip.experiments.efficiency import _no_requires_grad, count_macs, math_attention, parameter_counts
-from zegclip.experiments.twostage import build_two_stage
+from zegclip.experiments.bench.efficiency import _no_requires_grad, count_macs, math_attention, parameter_counts
+from zegclip.experiments.bench.twostage import build_two_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -368,3 +368,33 @@ def test_table3_notebook_runs_and_skips_bad_files(bench_results, tmp_path):
     results, problems = bench.load_bench_results(bench_results, "paper")
     assert results == [] and problems == []
     assert len(bench.table3_frame([])) == 0
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_end_to_end_on_a_cpu_in_quick_mode(tmp_path):
+    """`bench --gpu-report --quick --device cpu`: the GPU check's whole path (eager and torch.compile benches, a
+    mini-world run on the device, the summary) with the tiny model; the compiled bench once failed on `forward or
+    model` (a compiled module has no truth value)."""
+    from zegclip.cli import main
+    from zegclip.experiments.bench.config import GPU_CHECK_FORMAT
+
+    results = tmp_path / "results"
+    assert main(["bench", "--gpu-report", "--quick", "--device", "cpu", "--results-dir", str(results)]) == 0
+    bench_dir = results / "mini" / "bench"
+    assert sorted(p.name for p in bench_dir.iterdir()) == [
+        "gpu-check-compiled-quick.json", "gpu-check-eager-quick.json", "gpu-check-quick.json"]
+    summary = json.loads((bench_dir / "gpu-check-quick.json").read_text())
+    assert summary["format"] == GPU_CHECK_FORMAT and summary["device"]["type"] == "cpu"
+    for mode in ("eager", "compiled"):
+        phases = summary["bench"][mode]["phases"]
+        assert sorted(phases) == ["forward", "throughput", "train"]
+        assert all(phases[ph]["images_per_s"] > 0 for ph in phases)
+        assert json.loads(Path(summary["bench"][mode]["file"]).read_text())["config"]["compile"] == (mode == "compiled")
+    mini = summary["mini_run"]
+    assert (mini["iters"], mini["train_device"]) == (4, "cpu")
+    assert 0.0 <= mini["mIoU"] <= 100.0
+    assert Path(mini["file"]).is_file() and str(tmp_path / "runs" / "gpu-check") in mini["file"]
+    # the summary is not a Table 3 row; its two bench runs are
+    results_, problems = bench.load_bench_results(results, "mini")
+    assert sorted(r["run"] for r in results_) == ["gpu-check-compiled-quick", "gpu-check-eager-quick"]
+    assert problems == []

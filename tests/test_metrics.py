@@ -11,7 +11,7 @@ from zegclip.engine.metrics import (
     confusion_matrix,
     harmonic,
     metrics_from_confmat,
-    resolve_split,
+    partition_classes,
 )
 
 I = 255  # ignore index
@@ -401,9 +401,9 @@ def test_shape_errors():
 
 
 def test_split_and_constructor_errors():
-    assert resolve_split(4) == ([0, 1, 2, 3], [])
-    assert resolve_split(4, seen=[0, 2]) == ([0, 2], [1, 3])
-    assert resolve_split(4, unseen=range(2, 4)) == ([0, 1], [2, 3])
+    assert partition_classes(4) == ([0, 1, 2, 3], [])
+    assert partition_classes(4, seen=[0, 2]) == ([0, 2], [1, 3])
+    assert partition_classes(4, unseen=range(2, 4)) == ([0, 1], [2, 3])
     with pytest.raises(ValueError, match="both"):
         SegmentationMetrics(3, seen=[0, 1], unseen=[1, 2])
     with pytest.raises(ValueError, match="neither"):

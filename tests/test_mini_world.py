@@ -12,19 +12,10 @@ import torch
 from zegclip.data import load_class_split
 from zegclip.data.datasets import DATASET_NAMES, build_dataset, registered_datasets
 from zegclip.data.transforms import train_transforms
-from zegclip.mini.world import (
-    COLOUR_JITTER,
-    COLOURS,
-    GENERATOR_VERSION,
-    WORLD_NAMES,
-    MiniSegmentation,
-    World,
-    caption,
-    check_compositional,
-    get_world,
-    render_scene,
-    render_single,
-)
+from zegclip.mini.captions import caption
+from zegclip.mini.dataset import MiniSegmentation
+from zegclip.mini.grammar import COLOURS, WORLD_NAMES, World, check_compositional, get_world
+from zegclip.mini.render import COLOUR_JITTER, GENERATOR_VERSION, render_scene, render_single
 
 
 def _hue(rgb: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ SEEN, UNSEEN = [0, 1, 2], [3, 4]
 # ------------------------------------------------------------------------------------------ fixtures
 @dataclass
 class FakeEntry:
-    """Stands in for zegclip.experiments.reproduce.Entry (id, params, result_path)."""
+    """Stands in for zegclip.experiments.registry.Entry (id, params, result_path)."""
 
     id: str
     params: dict = field(default_factory=dict)
@@ -265,9 +265,9 @@ def fabricated(tmp_path_factory) -> Path:
     """A results dir with a TEST FIXTURE result for every mini registry run the report notebooks read."""
     import numpy as np
 
-    reproduce = pytest.importorskip("zegclip.experiments.reproduce")
+    registry = pytest.importorskip("zegclip.experiments.registry")
     root = tmp_path_factory.mktemp("fabricated-results")
-    entries = {e.id: e for e in reproduce.expand("mini", NOTEBOOKS)}  # merged: a run read by several tables
+    entries = {e.id: e for e in registry.expand("mini", NOTEBOOKS)}  # merged: a run read by several tables
     prof = root / "mini"
     label = np.tile(np.arange(5, dtype=np.uint8), (10, 2))
     label[0, :] = 255

@@ -7,27 +7,31 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zegclip.experiments import reproduce as rp
+from zegclip.experiments.batch import _ipc_kernel_manager, execute_notebook, reproduce
 from zegclip.experiments.controls import controls_entries
-from zegclip.mini.world import GENERATOR_VERSION
+from zegclip.experiments.project import notebooks_dir, project_root
+from zegclip.experiments.registry import (RUN_DEFAULTS, Entry, expand, load_registry, normalise_params,
+                                          notebook_parameters, run_id, runs_for)
+from zegclip.experiments.runs import eval_spec, is_done, run_spec
+from zegclip.mini.render import GENERATOR_VERSION
 
 
 def test_registry_expands_every_table_of_both_profiles():
-    mini = rp.expand("mini")
+    mini = expand("mini")
     ids = [e.id for e in mini]
     assert len(ids) == len(set(ids)) == 70
-    assert [(e.id, e.notebook) for e in rp.runs_for("mini", "table3")] == [("bench-cpu", "bench")]
-    table5 = rp.runs_for("mini", "table5")
+    assert [(e.id, e.notebook) for e in runs_for("mini", "table3")] == [("bench-cpu", "bench")]
+    table5 = runs_for("mini", "table5")
     assert len(table5) == 36 and {e.params["seed"] for e in table5} == {0, 1, 2}
-    assert len(rp.runs_for("mini", "table4")) == 12
+    assert len(runs_for("mini", "table4")) == 12
     # ZegCLIP seed 0 is shared by Tables 2, 4, 5, 6 and Figures 1, 4, 5 and keeps the largest sample count
     zeg = next(e for e in mini if e.id == "mini-voc-dpt-nel-rd-inductive-s0")
     assert set(zeg.tables) == {"table5", "figure1", "table4", "table6", "table2", "figure5", "figure4", "calibration"}
     assert zeg.params["samples"] == 8
     assert zeg.result_path("results") == Path("results/mini/runs/mini-voc-dpt-nel-rd-inductive-s0.json")
-    paper = rp.expand("paper")
+    paper = expand("paper")
     assert {e.params["dataset"] for e in paper if e.notebook == "run"} == {"voc", "coco", "context"}
-    assert {e.id for e in rp.runs_for("paper", "table7")} == {
+    assert {e.id for e in runs_for("paper", "table7")} == {
         "coco-dpt-nel-rd-inductive-to-voc-s0", "coco-dpt-nel-rd-transductive-to-voc-s0",
         "coco-dpt-nel-rd-inductive-to-context-s0", "coco-dpt-nel-rd-transductive-to-context-s0"}
 
@@ -43,9 +47,9 @@ def test_registry_expands_every_table_of_both_profiles():
      "mini-coco-dpt-nel-rd-inductive-plain-s0"),
 ])
 def test_equal_runs_get_equal_canonical_ids(params, variant, fmt, loss, ident):
-    p = rp.normalise_params(params)
+    p = normalise_params(params)
     assert (p["variant"], p["query_format"], p["loss"]) == (variant, fmt, loss)
-    assert rp.run_id(p) == ident
+    assert run_id(p) == ident
 
 
 @pytest.mark.parametrize("params, message", [
@@ -59,7 +63,7 @@ def test_equal_runs_get_equal_canonical_ids(params, variant, fmt, loss, ident):
 ])
 def test_bad_parameters_are_named(params, message):
     with pytest.raises(ValueError, match=message):
-        rp.normalise_params(params)
+        normalise_params(params)
 
 
 def _registry(tmp_path: Path, groups: list, profile: str = "mini") -> Path:
@@ -71,36 +75,36 @@ def _registry(tmp_path: Path, groups: list, profile: str = "mini") -> Path:
 def test_registry_errors_name_the_problem(tmp_path):
     bad_param = _registry(tmp_path, [{"tables": ["table5"], "matrix": {"varaint": ["Fix"]}}])
     with pytest.raises(ValueError, match=r"groups.mini\[0\]: unknown parameter\(s\) \['varaint'\]"):
-        rp.load_registry(bad_param)
+        load_registry(bad_param)
     bad_table = _registry(tmp_path, [{"tables": ["table9"], "matrix": {"seed": [0]}}])
     with pytest.raises(ValueError, match="table9"):
-        rp.load_registry(bad_table)
+        load_registry(bad_table)
     with pytest.raises(ValueError, match="unknown profile 'gpu'"):
-        rp.expand("gpu")
+        expand("gpu")
     with pytest.raises(ValueError, match="unknown table/figure"):
-        rp.expand("mini", only=["table8"])
+        expand("mini", only=["table8"])
     with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
-        rp.load_registry(tmp_path / "nowhere.yaml")
+        load_registry(tmp_path / "nowhere.yaml")
 
 
 def test_run_notebook_parameters_match_the_package():
-    params = rp.notebook_parameters(rp.notebooks_dir() / "run.ipynb")
-    assert params == {**rp.RUN_DEFAULTS, "results_dir": "results", "run_id": None, "force": False}
+    params = notebook_parameters(notebooks_dir() / "run.ipynb")
+    assert params == {**RUN_DEFAULTS, "results_dir": "results", "run_id": None, "force": False}
 
 
 def test_self_training_variant_names_the_run_and_the_train_config():
-    dagger = rp.normalise_params({"setting": "transductive", "self_training": "dagger"})
-    assert dagger["self_training"] is None and rp.run_id(dagger) == "mini-voc-dpt-nel-rd-transductive-s0"
+    dagger = normalise_params({"setting": "transductive", "self_training": "dagger"})
+    assert dagger["self_training"] is None and run_id(dagger) == "mini-voc-dpt-nel-rd-transductive-s0"
     every = {"setting": "transductive", "self_training": "all"}
-    assert rp.run_id(every) == "mini-voc-dpt-nel-rd-transductive-st-all-s0"
-    spec = rp.run_spec(every, "runs")
+    assert run_id(every) == "mini-voc-dpt-nel-rd-transductive-st-all-s0"
+    spec = run_spec(every, "runs")
     assert spec["train"]["self_training"] == "all"
     assert spec["train"]["init_from"].startswith("runs/mini/mini-voc-dpt-nel-rd-inductive-s0/")
 
 
 def test_transductive_run_starts_from_the_inductive_half_way_checkpoint():
-    spec = rp.run_spec({"setting": "transductive", "seed": 1}, "runs")
-    inductive = rp.run_spec({"setting": "inductive", "seed": 1}, "runs")
+    spec = run_spec({"setting": "transductive", "seed": 1}, "runs")
+    inductive = run_spec({"setting": "inductive", "seed": 1}, "runs")
     half = inductive["train"]["iters"] // 2
     assert spec["train"]["init_from"] == f"runs/mini/mini-voc-dpt-nel-rd-inductive-s1/checkpoints/iter_{half:07d}"
     assert spec["train"]["iters"] == inductive["train"]["iters"] - half
@@ -110,8 +114,8 @@ def test_transductive_run_starts_from_the_inductive_half_way_checkpoint():
 
 def test_cross_dataset_evaluation_counts_every_target_class_as_seen():
     params = {"dataset": "mini-coco", "eval_dataset": "mini-voc-b"}
-    train = rp.run_spec(params, "runs")
-    ev = rp.eval_spec(params, train)
+    train = run_spec(params, "runs")
+    ev = eval_spec(params, train)
     assert train["model"]["preset"] == "mini-coco" and train["data"]["dataset"] == "mini-coco"
     assert ev["model"]["preset"] == "mini-voc" and ev["data"]["dataset"] == "mini-voc-b"
     assert ev["model"]["unseen"] == [] and ev["model"]["encoder"]["num_prompts"] == 20
@@ -120,7 +124,7 @@ def test_cross_dataset_evaluation_counts_every_target_class_as_seen():
 @pytest.mark.slow
 def test_quick_batch_runs_skips_finished_work_and_records_failures(tmp_path, monkeypatch):
     """Two quick runs through papermill; a rerun does nothing; a failing run keeps its executed notebook."""
-    monkeypatch.setenv("ZEGCLIP_PROJECT", str(rp.project_root()))  # the notebooks of this checkout
+    monkeypatch.setenv("ZEGCLIP_PROJECT", str(project_root()))  # the notebooks of this checkout
     monkeypatch.chdir(tmp_path)
     registry = tmp_path / "registry.yaml"
     registry.write_text(yaml.safe_dump({
@@ -131,7 +135,7 @@ def test_quick_batch_runs_skips_finished_work_and_records_failures(tmp_path, mon
             "paper": [{"tables": ["table5"], "matrix": {"variant": ["Fix"]}, "params": {"data_root": str(tmp_path / "none")}}],
         }}))
     results = Path("results")
-    summary = rp.reproduce("mini", results_dir=results, quick=True, runs_only=True, registry=registry)
+    summary = reproduce("mini", results_dir=results, quick=True, runs_only=True, registry=registry)
     assert summary["ran"] == ["mini-voc-fix-inductive-s0-quick"] and not summary["failed"]
     result = json.loads((results / "mini/runs/mini-voc-fix-inductive-s0-quick.json").read_text())
     assert result["params"]["variant"] == "Fix" and result["params"]["quick"] is True
@@ -140,7 +144,7 @@ def test_quick_batch_runs_skips_finished_work_and_records_failures(tmp_path, mon
     assert result["environment"]["versions"]["torch"] and result["seed"] == 0
     sample = result["samples"][0]
     assert all((results / "mini" / sample[k]).is_file() for k in ("image", "label", "pred"))
-    again = rp.reproduce("mini", results_dir=results, quick=True, runs_only=True, registry=registry)
+    again = reproduce("mini", results_dir=results, quick=True, runs_only=True, registry=registry)
     assert again["ran"] == [] and again["skipped"] == ["mini-voc-fix-inductive-s0-quick"]
     # a result measured in another version of the mini world is redone, never reused
     path = results / "mini/runs/mini-voc-fix-inductive-s0-quick.json"
@@ -148,12 +152,12 @@ def test_quick_batch_runs_skips_finished_work_and_records_failures(tmp_path, mon
     stale = {**result, "config": {**result["config"], "data": {**result["config"]["data"], "options": {
         **result["config"]["data"]["options"], "generator": GENERATOR_VERSION - 1}}}}
     path.write_text(json.dumps(stale))
-    assert not rp.is_done(rp.Entry("mini-voc-fix-inductive-s0-quick", "run", {**rp.expand("mini", registry=registry)[0].params, "quick": True}), results)
+    assert not is_done(Entry("mini-voc-fix-inductive-s0-quick", "run", {**expand("mini", registry=registry)[0].params, "quick": True}), results)
     # a corrupt result is redone, never trusted
     (results / "mini/runs/mini-voc-fix-inductive-s0-quick.json").write_text("{not json")
-    assert not rp.is_done(rp.Entry("mini-voc-fix-inductive-s0-quick", "run", {**rp.expand("mini", registry=registry)[0].params, "quick": True}), results)
+    assert not is_done(Entry("mini-voc-fix-inductive-s0-quick", "run", {**expand("mini", registry=registry)[0].params, "quick": True}), results)
 
-    failed = rp.reproduce("paper", results_dir=results, runs_only=True, registry=registry)
+    failed = reproduce("paper", results_dir=results, runs_only=True, registry=registry)
     assert list(failed["failed"]) == ["voc-fix-inductive-s0"]
     assert "none" in failed["failed"]["voc-fix-inductive-s0"]  # the one-line error names the missing folder
     assert (results / "paper/failed/voc-fix-inductive-s0.ipynb").is_file()
@@ -173,10 +177,10 @@ def test_cli_lists_runs_and_rejects_unknown_profiles(capsys):
 
 def test_only_keeps_the_parameters_a_run_has_for_every_table():
     """--only table2 must not drop the samples that Figure 4 asks of the same run (it would redo it)."""
-    full = {e.id: e.params for e in rp.expand("mini")}
-    for e in rp.expand("mini", only=["table2"]):
+    full = {e.id: e.params for e in expand("mini")}
+    for e in expand("mini", only=["table2"]):
         assert e.params == full[e.id]
-    assert next(e for e in rp.expand("mini", only=["table2"])
+    assert next(e for e in expand("mini", only=["table2"])
                 if e.id == "mini-voc-dpt-nel-rd-inductive-s0").params["samples"] == 8
 
 
@@ -198,7 +202,7 @@ def test_mini_controls_command_quick(tmp_path, monkeypatch, capsys):
     """`mini controls --quick`: three tiny runs through papermill, the table printed and written; a rerun skips."""
     from zegclip.cli import main
 
-    monkeypatch.setenv("ZEGCLIP_PROJECT", str(rp.project_root()))  # the notebooks of this checkout
+    monkeypatch.setenv("ZEGCLIP_PROJECT", str(project_root()))  # the notebooks of this checkout
     monkeypatch.chdir(tmp_path)
     assert main(["mini", "controls", "--preset", "mini-voc", "--seeds", "1", "--quick"]) == 0
     out = capsys.readouterr().out
@@ -231,8 +235,8 @@ def test_notebook_kernels_run_over_ipc_without_the_tcp_warning(tmp_path, capfd):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     source = tmp_path / "tiny.ipynb"
     nbformat.write(nb, str(source))
-    rp.execute_notebook(source, tmp_path / "out.ipynb", {})
+    execute_notebook(source, tmp_path / "out.ipynb", {})
     executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
     assert executed.cells[-1].outputs[0]["text"] == "42\n"
-    assert rp._ipc_kernel_manager()().transport == "ipc"
+    assert _ipc_kernel_manager()().transport == "ipc"
     assert "without encryption" not in capfd.readouterr().err

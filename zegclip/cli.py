@@ -241,7 +241,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
         print(controls_table(record))
         return 1 if record["failed"] else 0
     if args.action == "speed":
-        from .mini.world import render_speed
+        from .mini.dataset import render_speed
 
         record = render_speed(scenes=args.scenes, repeats=args.repeats)
         for world, r in record.items():
@@ -265,7 +265,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
         print(f"patch oracle: mIoU {record['oracle']['mIoU']:.1f}; written to {out}")
         return 0
     from .mini.miniclip import ensure_mini_clip
-    from .experiments.reproduce import reproduce
+    from .experiments.batch import reproduce
 
     path, record = ensure_mini_clip()  # cached after the first run (about 12 minutes on 2 cores)
     z = record["zero_shot"]["mini-voc"]
@@ -280,7 +280,8 @@ def cmd_mini(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Execute the experiment registry for a profile (papermill), then the table/figure notebooks."""
-    from .experiments.reproduce import PROFILES, reproduce, status
+    from .experiments.batch import reproduce, status
+    from .experiments.registry import PROFILES
 
     if args.profile not in PROFILES:
         raise ValueError(f"unknown profile {args.profile!r}; choose one of {list(PROFILES)}")
@@ -300,11 +301,53 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``bench`` flags: one per parameter of :data:`zegclip.experiments.bench.DEFAULT_PARAMS`."""
+    from .experiments.bench import DEFAULT_PARAMS, METHODS, PHASES
+
+    p.add_argument("--profile", default="mini", help="results/<profile>/bench/ (default mini)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--run-id", default=None, help="result file name (default bench-<cpu|cuda>[-quick])")
+    p.add_argument("--quick", action="store_true", help="a tiny model at 64 px (tests; seconds on a CPU)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
+    p.add_argument("--methods", default=DEFAULT_PARAMS["methods"], help=f"comma-separated, from {list(METHODS)}")
+    p.add_argument("--phases", default=None, help=f"comma-separated, from {list(PHASES)} "
+                   "(default: all on a GPU, forward,train on a CPU)")
+    p.add_argument("--size", type=at_least(16), default=None, help="square crop size (default 512; 64 with --quick)")
+    p.add_argument("--batch", type=at_least(1), default=None, help="throughput batch (default 16 on a GPU, 2 on a CPU)")
+    p.add_argument("--train-batch", type=at_least(1), default=None, help="training-step batch (default 16 GPU, 2 CPU)")
+    p.add_argument("--repeats", type=at_least(1), default=None, help="timed calls, median reported (default 20 GPU, 3 CPU)")
+    p.add_argument("--warmup", type=at_least(0), default=None, help="untimed calls first (default 5 GPU, 1 CPU)")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 autocast on a GPU that supports it), fp32, bf16")
+    p.add_argument("--proposals", type=at_least(1), default=None, help="two-stage proposals N (default 100)")
+    p.add_argument("--crop", type=at_least(16), default=None, help="two-stage proposal crop size (default 224)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--channels-last", action="store_true", help="channels-last model and inputs")
+    p.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: PyTorch's)")
+    p.add_argument("--gpu-report", action="store_true",
+                   help="the GPU check (make gpu-check): ViT-B/16 at 512², batch 16, eager and torch.compile, plus "
+                        "one mini-world run on the device -> results/<profile>/bench/gpu-check*.json (other flags "
+                        "but --profile, --results-dir, --device and --quick are ignored)")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Efficiency benchmark (Table 3): parameters, MACs, latency, throughput, training speed, peak memory."""
-    from .experiments.bench import main, params_from_args
+    import torch
 
-    return main(params_from_args(args))
+    from .experiments.bench import DEFAULT_PARAMS, format_table, run_bench
+
+    if args.gpu_report:
+        from .experiments.bench.gpucheck import gpu_check
+
+        gpu_check(profile=args.profile, results_dir=args.results_dir, device=args.device, quick=args.quick)
+        return 0
+    params = {k: getattr(args, k) for k in DEFAULT_PARAMS}
+    if params["run_id"] is None:  # bench-<device type>[-quick]
+        device = params["device"]
+        kind = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else str(device).split(":")[0]
+        params["run_id"] = f"bench-{kind}{'-quick' if params['quick'] else ''}"
+    print(format_table(run_bench(params)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,9 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
     p.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("bench", help="efficiency benchmark (Table 3): params, MACs, speed, memory -> results JSON")
-    from .experiments.bench import add_arguments
-
-    add_arguments(p)
+    _bench_arguments(p)
     p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     try:

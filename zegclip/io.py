@@ -28,7 +28,7 @@ import shutil
 import socket
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 __all__ = ["atomic_path", "atomic_dir", "write_text_atomic", "write_bytes_atomic", "write_json_atomic",
            "strict_json", "remove_stale_temps", "RunLock", "RunBusyError", "check_writable"]
@@ -103,6 +103,29 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def read_id_list(path: str | os.PathLike) -> list[str]:
+    """The ids of a split list (VOC ``ImageSets`` style): the first token of each non-blank line.
+
+    A missing file is a FileNotFoundError and an empty one a ValueError, both naming the file.
+
+    Example::
+
+        read_id_list("VOC2012/ImageSets/Segmentation/val.txt")[:2]   # ['2007_000033', '2007_000042']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split list not found: {path}")
+    ids = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(f"split list {path} is empty")
+    return ids
+
+
+def write_id_list(path: str | os.PathLike, ids: Iterable[str]) -> None:
+    """Write a split list, one id per line, atomically (the format :func:`read_id_list` reads)."""
+    write_text_atomic(path, "".join(f"{i}\n" for i in ids))
 
 
 def _finite(obj: Any, where: str, bad: list[str]) -> Any:

@@ -35,6 +35,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
 
+from ..io import read_id_list
 from .classes import ClassSplit, load_class_split
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "register_dataset",
     "registered_datasets",
     "voc_palette",
+    "class_colours",
+    "png_palette",
     "voc_color_to_index",
     "read_image",
     "read_label",
@@ -311,19 +314,6 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def _read_id_list(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"split list not found: {path}")
-    ids = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            ids.append(line.split()[0])
-    if not ids:
-        raise ValueError(f"split list {path} is empty")
-    return ids
-
-
 def _listing(directory: Path) -> set[str]:
     try:
         return set(os.listdir(directory))
@@ -405,7 +395,7 @@ def voc(
     pairs = []
     for list_name, ann_dir in sources:
         _require_dir(base / ann_dir, "VOC annotation folder")
-        for i in _read_id_list(lists / list_name):
+        for i in read_id_list(lists / list_name):
             pairs.append((base / "JPEGImages" / f"{i}.jpg", base / ann_dir / f"{i}.png", i))
     pairs, problems = _pair_items(pairs, strict)
     desc = f"VOC2012 {split}{' + aug' if split == 'train' and aug else ''} at {base}"
@@ -453,7 +443,7 @@ def context(
         raise ValueError(f"classes must be 59 or 60, got {classes!r}")
     base = _voc2010_root(root)
     ann_dir = _require_dir(base / "SegmentationClassContext", "PASCAL Context annotation folder")
-    ids = _read_id_list(base / "ImageSets" / "SegmentationContext" / f"{split}.txt")
+    ids = read_id_list(base / "ImageSets" / "SegmentationContext" / f"{split}.txt")
     pairs = [(base / "JPEGImages" / f"{i}.jpg", ann_dir / f"{i}.png", i) for i in ids]
     pairs, problems = _pair_items(pairs, strict)
     cs = _resolve_split(class_split, f"context{classes}")
@@ -649,6 +639,19 @@ def voc_palette(n: int = 256) -> np.ndarray:
         palette[k] = (r, g, b)
     return palette
 
+
+
+def class_colours(n: int) -> np.ndarray:
+    """(n, 3) uint8 colours for class ids 0..n-1 of a label map: class k gets the VOC colour of raw id k + 1 (raw 0
+    is VOC's black background, which a reduced label map no longer has). The one label palette of the package:
+    predictions, overlays and the saved sample PNGs use it."""
+    return voc_palette(n + 1)[1:]
+
+
+def png_palette() -> list[int]:
+    """The 768-entry PIL palette of a label PNG (mode ``P``): :func:`class_colours` for ids 0..254, white for 255
+    (ignore)."""
+    return [*class_colours(255).reshape(-1).tolist(), 255, 255, 255]
 
 _VOC_NUM_RAW = 21  # background + 20 classes
 

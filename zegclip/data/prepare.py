@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_path, write_text_atomic
+from ..io import atomic_path, read_id_list, write_id_list
 from .classes import load_class_split
 
 __all__ = [
@@ -51,21 +51,6 @@ def _write_png(array: np.ndarray, path: Path) -> None:
     """Write a single-channel uint8 PNG atomically."""
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(tmp, format="PNG")
-
-
-def _write_text(lines: Iterable[str], path: Path) -> None:
-    write_text_atomic(path, "".join(f"{line}\n" for line in lines))
-
-
-def _read_ids(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"split list not found: {path}")
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            out.append(line.split()[0])
-    return out
 
 
 def _run(fn: Callable[[Any], Any], tasks: Sequence[Any], desc: str, progress: bool, num_workers: int) -> list[Any]:
@@ -234,16 +219,16 @@ def prepare_voc(
     sbd = _sbd_root(sbd_dir)
     out = voc if out_root is None else Path(out_root)
     seg_lists = voc / "ImageSets" / "Segmentation"
-    voc_train = _read_ids(seg_lists / "train.txt")
-    voc_val = _read_ids(seg_lists / "val.txt")
-    sbd_ids = _read_ids(sbd / "train.txt") + _read_ids(sbd / "val.txt")
+    voc_train = read_id_list(seg_lists / "train.txt")
+    voc_val = read_id_list(seg_lists / "val.txt")
+    sbd_ids = read_id_list(sbd / "train.txt") + read_id_list(sbd / "val.txt")
 
     if out.resolve() != voc.resolve():
         for sub in ("JPEGImages", "SegmentationClass"):
             if (voc / sub).exists():
                 _link_or_copy(voc / sub, out / sub)
         for name in ("train.txt", "val.txt"):
-            _write_text(voc_train if name == "train.txt" else voc_val, out / "ImageSets" / "Segmentation" / name)
+            write_id_list(out / "ImageSets" / "Segmentation" / name, voc_train if name == "train.txt" else voc_val)
 
     aug_dir = out / "SegmentationClassAug"
     aug_dir.mkdir(parents=True, exist_ok=True)
@@ -273,8 +258,8 @@ def prepare_voc(
     sbd_set, train_set, val_set = set(sbd_ids), set(voc_train), set(voc_val)
     aug = sorted(sbd_set - train_set - val_set)
     trainaug = sorted((train_set | sbd_set) - val_set)
-    _write_text(aug, out / "ImageSets" / "Segmentation" / "aug.txt")
-    _write_text(trainaug, out / "ImageSets" / "Segmentation" / "trainaug.txt")
+    write_id_list(out / "ImageSets" / "Segmentation" / "aug.txt", aug)
+    write_id_list(out / "ImageSets" / "Segmentation" / "trainaug.txt", trainaug)
 
     # ---- verification
     for i in sorted(set(aug) | set(voc_train) | set(voc_val)):
@@ -492,7 +477,7 @@ def _context_splits(
         for split in ("train", "val"):
             if split not in split_files:
                 raise ValueError(f"split_files must name a 'train' and a 'val' list, got {sorted(split_files)}")
-            out[split] = _read_ids(Path(split_files[split]))
+            out[split] = read_id_list(Path(split_files[split]))
         return out, "split_files"
     if json_path is not None:
         import json
@@ -510,7 +495,7 @@ def _context_splits(
             raise ValueError(f"{path}: no images with phase 'train' or 'val'")
         return {k: sorted(set(v)) for k, v in out.items()}, str(path)
     main = base / "ImageSets" / "Main"
-    return {split: _read_ids(main / f"{split}.txt") for split in ("train", "val")}, str(main)
+    return {split: read_id_list(main / f"{split}.txt") for split in ("train", "val")}, str(main)
 
 
 def prepare_context(
@@ -567,7 +552,7 @@ def prepare_context(
     problems += [err for _, err in results if err]
     list_dir = base / "ImageSets" / "SegmentationContext"
     for split, ids in lists.items():
-        _write_text(ids, list_dir / f"{split}.txt")
+        write_id_list(list_dir / f"{split}.txt", ids)
 
     # ---- verification
     for i in wanted:

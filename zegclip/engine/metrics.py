@@ -53,7 +53,7 @@ __all__ = [
     "confusion_matrix",
     "harmonic",
     "metrics_from_confmat",
-    "resolve_split",
+    "partition_classes",
 ]
 
 
@@ -70,7 +70,7 @@ def harmonic(s: float, u: float) -> float:
     return 2.0 * s * u / (s + u)
 
 
-def resolve_split(
+def partition_classes(
     num_classes: int,
     seen: Sequence[int] | None = None,
     unseen: Sequence[int] | None = None,
@@ -198,13 +198,13 @@ def metrics_from_confmat(
     ``mIoU(U)``, ``hIoU``, ``mAcc(S)``, ``mAcc(U)`` and ``per_class`` (a list of
     ``{"class", "id", "split", "IoU", "Acc", "pixels"}``; ``pixels`` is the number
     of ground-truth pixels of the class). NaN where a value is undefined.
-    ``seen`` / ``unseen`` follow :func:`resolve_split` (default: all seen).
+    ``seen`` / ``unseen`` follow :func:`partition_classes` (default: all seen).
     """
     m = torch.as_tensor(confmat).detach().to("cpu", torch.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"confmat must be a square (C, C) matrix, got shape {tuple(m.shape)}")
     c = m.shape[0]
-    seen_idx, unseen_idx = resolve_split(c, seen, unseen)
+    seen_idx, unseen_idx = partition_classes(c, seen, unseen)
     if class_names is None:
         class_names = [str(i) for i in range(c)]
     class_names = list(class_names)
@@ -283,7 +283,7 @@ class SegmentationMetrics(Metric):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
-        self.seen, self.unseen = resolve_split(self.num_classes, seen, unseen)
+        self.seen, self.unseen = partition_classes(self.num_classes, seen, unseen)
         if class_names is not None:
             class_names = list(class_names)
             if len(class_names) != self.num_classes:

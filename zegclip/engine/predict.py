@@ -10,14 +10,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ..data.datasets import class_colours
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def palette(n: int) -> np.ndarray:
-    """(n, 3) uint8 colours: class k gets the VOC colour-map colour of id k + 1 (id 0 is VOC's black background)."""
-    from ..data.datasets import voc_palette
-
-    return voc_palette(n + 1)[1:]
 
 
 def colourise(labels: np.ndarray, colours: np.ndarray) -> Image.Image:
@@ -89,7 +84,7 @@ def predict_files(model, inputs: str | os.PathLike, out_dir: str | os.PathLike, 
     check_writable(out)  # before any computation
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
-    colours = palette(model.num_classes)
+    colours = class_colours(model.num_classes)
     records, failed, present_all = [], {}, set()
     for path in tqdm(files, desc="predict", unit="img"):
         try:

@@ -43,6 +43,8 @@ class TrainConfig:
     # learning-rate multipliers by parameter-name prefix, e.g. {"decoder": 10, "queries": 10}; official: none (every
     # trainable parameter at `lr`). The first matching prefix wins; unmatched parameters keep x1.
     lr_mult: dict[str, float] | None = None
+    # the schedule's fields, flat as run files write them (`train: {warmup_iters: 0}`); `schedule` below builds the
+    # ScheduleConfig from them, so the schedule's own checks and defaults apply to exactly these values
     warmup_iters: int = 1500
     warmup_ratio: float = 1e-6
     power: float = 0.9

@@ -26,7 +26,7 @@ ZERO_SHOT = 95.0
 
 
 def _runs(results, **want) -> list[dict]:
-    from .reproduce import RUN_DEFAULTS
+    from .registry import RUN_DEFAULTS
 
     out = []
     for r in results:
@@ -114,7 +114,7 @@ def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None
 def controls_entries(preset: str, seeds: int = 3, registry: dict | str | Path | None = None) -> list:
     """The runs that measure the mini world's controls for ``preset``: the registry's ``calibration`` runs of that
     dataset, for seeds ``0..seeds-1`` (more seeds than the registry lists are made from its seed-0 entries)."""
-    from .reproduce import Entry, normalise_params, run_id, runs_for
+    from .registry import Entry, normalise_params, run_id, runs_for
 
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
@@ -146,11 +146,12 @@ def run_controls(preset: str = "mini-voc", seeds: int = 3, results_dir: str | Pa
     from tqdm.auto import tqdm
 
     from ..io import write_json_atomic
-    from .reproduce import _json_ready, _run_entry, is_done
+    from .batch import _run_entry
+    from .runs import _json_ready, is_done
     from ..engine.results import environment
     from ..mini.diagnose import patch_oracle
 
-    from .reproduce import Entry
+    from .registry import Entry
 
     results_dir = Path(results_dir)
     entries = controls_entries(preset, seeds, registry)

@@ -1,7 +1,8 @@
 """The mini world: procedural scenes and a small CLIP pretrained on them, so the whole paper runs on a CPU.
 
 What it is
-    * Scenes (``world.py``): 64-px images with 1-4 objects over textured grey backgrounds, with occlusion and
+    * Scenes (``render.py``; class names and worlds in ``grammar.py``, captions in ``captions.py``, the dataset in
+      ``dataset.py``): 64-px images with 1-4 objects over textured grey backgrounds, with occlusion and
       scale/position variation, and exact per-pixel masks. Object classes are compositional, "<colour> <shape>"
       (e.g. "blue triangle"); each shape carries a characteristic surface pattern (rings, grid, stripes...) so
       that the inside of an object, not only its outline, tells its shape - as fur or wheels tell a real class;
@@ -21,7 +22,7 @@ How it maps to the paper
     CLIP knows every concept from image-text pretraining; segmentation training sees masks of seen classes only
     (unseen pixels are ignored, as in inductive ZegCLIP); evaluation segments seen and unseen classes together
     (generalised zero-shot). Every unseen class is built from attributes that seen classes also have (checked by
-    :func:`zegclip.mini.world.check_compositional`), as "sheep" shares visual parts with cows and horses.
+    :func:`zegclip.mini.grammar.check_compositional`), as "sheep" shares visual parts with cows and horses.
 
 Where the analogy breaks
     * An 8x8-pixel patch inside a flat-coloured object carries no shape information at all; a first version of the
@@ -39,7 +40,7 @@ Where the analogy breaks
 """
 from .miniclip import register_weights as _register_weights
 from .presets import register as _register_presets
-from .world import register_datasets as _register_datasets
+from .dataset import register_datasets as _register_datasets
 
 # The mini world plugs into the core's registries (presets, default CLIP weights, datasets); the core never imports it.
 _register_presets()

@@ -66,7 +66,7 @@ def run_calibration(name: str, note: str, results_dir: str | Path = "results", o
     from ..engine.results import environment
     from .diagnose import attribute_accuracy
     from .miniclip import mini_clip_path
-    from .world import GENERATOR_VERSION
+    from .render import GENERATOR_VERSION
     from ..engine.run import build_run_dataset, evaluate_run, run_from_dict, train_run
 
     out = Path(results_dir) / "mini" / "calibration" / f"{name}.json"

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.metrics import SegmentationMetrics
-from .world import get_world, render_scene
+from .grammar import get_world
+from .render import render_scene
 
 __all__ = ["patch_labels", "patch_oracle", "probe_features", "linear_probe"]
 
@@ -171,7 +172,7 @@ def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, pr
     blocks = len(model.backbone.vit.transformer.resblocks)
     probes = probes or ("pixels", *(f"block{i}" for i in range(blocks)), "features")
     from ..engine.results import environment
-    from .world import GENERATOR_VERSION
+    from .render import GENERATOR_VERSION
 
     out = {"preset": preset, "mini_clip": {"weights": path.name, "generator_version": GENERATOR_VERSION,
                                            "pretrain_seconds": record["seconds_total"]},

@@ -1,7 +1,7 @@
 """The mini world's training recipe: runs through the same run machinery as the real presets.
 
 Every run is a :class:`zegclip.engine.run.RunConfig` (mini preset + overrides + the mini data pipeline), trained on the CPU
-and evaluated on held-out scenes. ``zegclip.experiments.reproduce`` turns registry entries into these run files and writes each
+and evaluated on held-out scenes. ``zegclip.experiments.runs`` turns registry entries into these run files and writes each
 result JSON (config, metrics, per-class IoU, confusion matrix, timings, versions, seed) to
 ``results/mini/runs/<run id>.json`` - the format every table reads.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model.presets import variant_overrides
-from .world import GENERATOR_VERSION
+from .render import GENERATOR_VERSION
 
 # Mini training: the official recipe (AdamW, linear warm-up, poly decay, focal x100 + dice) on 64-px scenes, at
 # batch 8 for 1,000 iterations (~45 s on 2 cores), so that the 55 runs of every table fit the hour.
@@ -24,7 +24,7 @@ MINI_DATA = {"crop_size": 64, "scale": [256, 64], "ratio_range": [1.0, 2.0], "te
 TRAIN_SCENES, EVAL_SCENES = 4000, 300
 
 
-def run_id(preset: str, variant: str | None, setting: str, seed: int, extra: str = "") -> str:
+def _default_name(preset: str, variant: str | None, setting: str, seed: int, extra: str = "") -> str:
     slug = (variant or "ZegCLIP").lower().replace("+", "-")
     return f"{preset}-{slug}-{setting}{('-' + extra) if extra else ''}-s{seed}"
 
@@ -43,7 +43,7 @@ def mini_run_config(preset: str = "mini-voc", variant: str | None = None, settin
     if setting == "transductive":
         train_spec.setdefault("self_training", "dagger")
     train_spec.setdefault("checkpoint_every", train_spec["iters"])
-    name = name or run_id(preset, variant, setting, seed)
+    name = name or _default_name(preset, variant, setting, seed)
     # The generator version is part of the resolved config, so a result measured in another version of the world
     # never counts as finished (reproduce reruns it) and a run file of another version fails loudly.
     options = {"size": TRAIN_SCENES, "seed": 0, **((data or {}).get("options") or {}), "generator": GENERATOR_VERSION}

@@ -28,8 +28,10 @@ from torch import nn
 
 from ..model.clip import ClipSpec, build_towers, tokenizer_for
 from ..model.text import cache_dir, save_tensor_atomic
+from .captions import caption
+from .grammar import get_world
 from .presets import MINI_CLIP_CONFIG
-from .world import GENERATOR_VERSION, caption, get_world, render_scene, render_single
+from .render import GENERATOR_VERSION, render_scene, render_single
 
 SINGLE_CAPTIONS = ("a photo of a {}", "a {}", "a photo of one {}", "there is a {}", "a picture of a {}.")
 CLIP_MEAN = (122.770938, 116.7460125, 104.09373615)  # CLIP's own statistics, as the real CLIP was trained

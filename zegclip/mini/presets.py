@@ -2,7 +2,7 @@
 
 The core (``zegclip.model.config``, ``zegclip.model.factory``, ``zegclip.data``) never imports the mini world: it offers
 registries (:func:`zegclip.model.config.register_preset` here; :func:`zegclip.model.clip.register_default_weights` in
-:mod:`zegclip.mini.miniclip`, :func:`zegclip.data.datasets.register_dataset` in :mod:`zegclip.mini.world`) and the
+:mod:`zegclip.mini.miniclip`, :func:`zegclip.data.datasets.register_dataset` in :mod:`zegclip.mini.dataset`) and the
 mini world fills them, as a third-party plugin would.
 """
 from __future__ import annotations

@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.backbone import ENCODER_MODES, PromptedVisionEncoder
-from ..model.clip import build_towers
-from ..model.config import ZegCLIPConfig
-from ..model.presets import get_config
-from ..model.decoder import DecoderConfig, MaskDecoder
+from ...model.backbone import ENCODER_MODES, PromptedVisionEncoder
+from ...model.clip import build_towers
+from ...model.config import ZegCLIPConfig
+from ...model.presets import get_config
+from ...model.decoder import DecoderConfig, MaskDecoder
 from .efficiency import count_macs
-from ..model.segmentor import check_images
+from ...model.segmentor import check_images
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class TwoStageSegmentor(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ costs
     def mac_breakdown(self, images: torch.Tensor) -> dict[str, Any]:
-        """MACs of one forward on ``images`` (B, 3, H, W) by part (see :mod:`zegclip.experiments.efficiency`).
+        """MACs of one forward on ``images`` (B, 3, H, W) by part (see :mod:`zegclip.experiments.bench.efficiency`).
 
         ``proposals``: stage 1; ``crops``: B*N times one crop's CLIP pass; ``combine``: classification and mask
         combination; ``macs``: their sum.
@@ -207,7 +207,7 @@ def build_two_stage(
     class embeddings are random unit vectors (seeded): the comparator measures cost, not accuracy.
     Returns the model in eval mode.
     """
-    from ..model.factory import resolve_split
+    from ...model.factory import resolve_split
 
     model_cfg = get_config(preset, **overrides)
     cfg = TwoStageConfig(proposals=proposals, crop_size=crop_size, proposal_encoder=proposal_encoder)

@@ -1,9 +1,4 @@
-"""The mini world: procedurally generated scenes with exact per-pixel masks (no files, deterministic).
-
-Object ("thing") classes are named ``"<colour> <shape>"`` (e.g. ``"red circle"``), "stuff" classes
-``"<tint> <texture>"`` (e.g. ``"dark dots"``). A class split is *compositional* when every attribute of an unseen
-class (its colour and shape, or its tint and texture) also occurs in some seen class -- the analogue of real CLIP
-having seen "sheep" images and words even though the segmentation training set never labels sheep.
+"""Rendering the mini world: procedurally generated scenes with exact per-pixel masks (no files, deterministic).
 
 Scenes (:func:`render_scene`) are small RGB images (64 px by default): a neutral-grey textured background whose
 pixels are unlabelled (255, like VOC's ignored background), optional stuff regions (worlds whose split has stuff
@@ -20,52 +15,22 @@ cross-dataset experiment (paper Table 7).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
-import torch
 
-from ..data.classes import ClassSplit, load_class_split
-from ..data.datasets import ClassSplitMixin, make_item
+from .grammar import COLOURS, SHAPES, TEXTURES, TINTS, World, get_world
 
 __all__ = [
     "GENERATOR_VERSION",
-    "COLOURS",
-    "SHAPES",
-    "TINTS",
-    "TEXTURES",
-    "STYLES",
-    "WORLD_NAMES",
-    "World",
-    "get_world",
-    "check_compositional",
-    "parse_class_name",
     "render_scene",
     "render_single",
-    "caption",
     "colourise_label",
-    "MiniSegmentation",
 ]
 
+#: The version of the scenes rendered here; run configs and results record it (see zegclip.mini.dataset).
 GENERATOR_VERSION = 3
-
-#: Object colours (RGB base values; each object jitters them by up to +-12 per channel).
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (230, 210, 40),
-    "purple": (150, 60, 190),
-    "orange": (240, 140, 30),
-}
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "star", "ring")
-#: Stuff tints: (ground grey, pattern grey). Achromatic, so a stuff region never looks like an object colour.
-TINTS: dict[str, tuple[int, int]] = {"light": (205, 165), "dark": (60, 105)}
-TEXTURES: tuple[str, ...] = ("stripes", "dots", "waves")
-STYLES: tuple[str, ...] = ("a", "b")
 
 COLOUR_JITTER = 12  # max per-channel deviation of an object's colour from its base colour
 _SHADE_MAX = 0.10  # max relative brightness change of the linear shading across an object (radius units)
@@ -87,170 +52,10 @@ class _StyleParams:
     background: str  # "smooth" | "checker"
 
 
-_STYLES: dict[str, _StyleParams] = {
+_STYLES: dict[str, _StyleParams] = {  # one entry per name in STYLES (World checks the name)
     "a": _StyleParams(sizes=(14.0, 34.0), single_sizes=(24.0, 44.0), outline=0, background="smooth"),
     "b": _StyleParams(sizes=(12.0, 28.0), single_sizes=(20.0, 40.0), outline=2, background="checker"),
 }
-
-
-# ============================================================================ class names and splits
-def parse_class_name(name: str) -> tuple[str, str, str]:
-    """``(kind, first, second)`` of a mini-world class name: ``("thing", colour, shape)`` or
-    ``("stuff", tint, texture)``. ValueError for a name outside the mini-world vocabulary."""
-    parts = name.split() if isinstance(name, str) else []
-    if len(parts) == 2:
-        a, b = parts
-        if a in COLOURS and b in SHAPES:
-            return "thing", a, b
-        if a in TINTS and b in TEXTURES:
-            return "stuff", a, b
-    raise ValueError(
-        f"{name!r} is not a mini-world class name; expected '<colour> <shape>' (colours {list(COLOURS)}, shapes "
-        f"{list(SHAPES)}) or '<tint> <texture>' (tints {list(TINTS)}, textures {list(TEXTURES)})"
-    )
-
-
-_ATTRIBUTE_KINDS = {"thing": ("colour", "shape"), "stuff": ("tint", "texture")}
-
-
-def check_compositional(split: ClassSplit | Mapping[str, Any] | Any) -> None:
-    """Raise ValueError unless ``split`` is a valid mini-world split in which every attribute of every unseen
-    class (colour/shape for things, tint/texture for stuff) also occurs in at least one seen class.
-
-    ``split`` is a :class:`ClassSplit`, a mapping with ``classes``/``seen``/``unseen`` (the JSON schema) or any
-    object with those attributes. An empty class list or an empty seen set is rejected too.
-    """
-    if isinstance(split, Mapping):
-        name, classes, seen, unseen = (split.get("name", "<split>"), split.get("classes") or (),
-                                       split.get("seen") or (), split.get("unseen") or ())
-    else:
-        name = getattr(split, "name", "<split>")
-        classes, seen, unseen = (getattr(split, k, None) or () for k in ("classes", "seen", "unseen"))
-    classes, seen, unseen = list(classes), list(seen), list(unseen)
-    if not classes:
-        raise ValueError(f"split {name!r} is empty: it has no classes")
-    if not seen:
-        raise ValueError(f"split {name!r} is empty: it has no seen classes (every unseen attribute must be seen)")
-    for i in seen + unseen:
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(classes):
-            raise ValueError(f"split {name!r}: class id {i!r} is out of range [0, {len(classes)})")
-    parsed = []
-    for c in classes:
-        try:
-            parsed.append(parse_class_name(c))
-        except ValueError as e:
-            raise ValueError(f"split {name!r}: {e}") from None
-    seen_attrs: set[tuple[str, int, str]] = set()  # (kind, position, value)
-    for i in seen:
-        kind, a, b = parsed[i]
-        seen_attrs.update({(kind, 0, a), (kind, 1, b)})
-    for i in unseen:
-        kind, a, b = parsed[i]
-        for pos, value in ((0, a), (1, b)):
-            if (kind, pos, value) not in seen_attrs:
-                attr = _ATTRIBUTE_KINDS[kind][pos]
-                raise ValueError(
-                    f"split {name!r} is impossible: unseen class {classes[i]!r} has {attr} {value!r}, which no seen "
-                    f"{kind} class has (every attribute of an unseen class must occur in a seen class)"
-                )
-
-
-# ============================================================================ worlds
-@dataclass(frozen=True)
-class World(ClassSplitMixin):
-    """A mini world: its class split and how its scenes are rendered.
-
-    ``style`` is ``"a"`` (default) or ``"b"`` (another rendering style for cross-dataset tests); objects per scene
-    are drawn uniformly from ``[min_objects, max_objects]``.
-    """
-
-    name: str
-    split: ClassSplit
-    style: str = "a"
-    image_size: int = 64
-    min_objects: int = 1
-    max_objects: int = 4
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.split, ClassSplit):
-            raise TypeError(f"world {self.name!r}: split must be a ClassSplit, got {type(self.split).__name__}")
-        if self.style not in _STYLES:
-            raise ValueError(f"world {self.name!r}: style must be one of {list(STYLES)}, got {self.style!r}")
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 32:
-            raise ValueError(f"world {self.name!r}: image_size must be an integer >= 32, got {self.image_size!r}")
-        if not (isinstance(self.min_objects, int) and isinstance(self.max_objects, int)
-                and 1 <= self.min_objects <= self.max_objects <= 16):
-            raise ValueError(f"world {self.name!r}: need 1 <= min_objects <= max_objects <= 16, "
-                             f"got {self.min_objects!r}, {self.max_objects!r}")
-        check_compositional(self.split)
-        if not 0 <= self.split.ignore_index <= 255:
-            raise ValueError(f"world {self.name!r}: ignore index {self.split.ignore_index} does not fit a uint8 label")
-        if len(self.split.classes) > 255:
-            raise ValueError(f"world {self.name!r}: at most 255 classes fit a uint8 label")
-        if not self.things:
-            raise ValueError(f"world {self.name!r}: the split has no object (colour-shape) classes")
-
-    @property
-    def class_split(self) -> ClassSplit:
-        """The split (``classes``, ``num_classes`` and ``ignore_index`` come from it via the mixin)."""
-        return self.split
-
-    @property
-    def things(self) -> tuple[int, ...]:
-        """Ids of the object (colour-shape) classes."""
-        return _parsed(self.split.classes)[1]
-
-    @property
-    def stuff(self) -> tuple[int, ...]:
-        """Ids of the stuff (tint-texture) classes."""
-        return _parsed(self.split.classes)[2]
-
-    def kind(self, class_id: int) -> str:
-        """``"thing"`` or ``"stuff"``."""
-        return _parsed(self.split.classes)[0][self._check_id(class_id)][0]
-
-    def attributes(self, class_id: int) -> tuple[str, str]:
-        """``(colour, shape)`` of a thing class, ``(tint, texture)`` of a stuff class."""
-        _, a, b = _parsed(self.split.classes)[0][self._check_id(class_id)]
-        return a, b
-
-    def _check_id(self, class_id: int) -> int:
-        if (isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer))
-                or not 0 <= class_id < self.num_classes):
-            raise ValueError(f"world {self.name!r}: class id {class_id!r} is out of range [0, {self.num_classes})")
-        return int(class_id)
-
-
-@lru_cache(maxsize=64)
-def _parsed(classes: tuple[str, ...]) -> tuple[tuple[tuple[str, str, str], ...], tuple[int, ...], tuple[int, ...]]:
-    parsed = tuple(parse_class_name(c) for c in classes)
-    things = tuple(i for i, p in enumerate(parsed) if p[0] == "thing")
-    stuff = tuple(i for i, p in enumerate(parsed) if p[0] == "stuff")
-    return parsed, things, stuff
-
-
-_WORLD_SPECS: dict[str, tuple[str, str]] = {
-    "mini-voc": ("mini-voc", "a"),
-    "mini-coco": ("mini-coco", "a"),
-    "mini-voc-b": ("mini-voc", "b"),
-}
-WORLD_NAMES: tuple[str, ...] = tuple(_WORLD_SPECS)
-
-
-def get_world(name: str | World) -> World:
-    """The packaged world ``name`` (``mini-voc``, ``mini-coco``, ``mini-voc-b``); a World passes through."""
-    if isinstance(name, World):
-        return name
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in _WORLD_SPECS:
-        raise ValueError(f"unknown mini world {name!r}; known: {', '.join(WORLD_NAMES)}")
-    return _packaged_world(key)
-
-
-@lru_cache(maxsize=None)
-def _packaged_world(key: str) -> World:
-    split_name, style = _WORLD_SPECS[key]
-    return World(name=key, split=load_class_split(split_name), style=style)
 
 
 # ============================================================================ rendering helpers
@@ -598,42 +403,6 @@ def render_single(
     return _finish(img), label, class_id
 
 
-_TEMPLATES = ("a photo of {}", "a picture of {}", "an image of {}", "{}", "a scene with {}", "there is {}")
-
-
-def _join(items: Sequence[str]) -> str:
-    if len(items) == 1:
-        return items[0]
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def caption(world: World | str, present: Sequence[int], rng: np.random.Generator | int | None = None) -> str:
-    """A caption mentioning every class in ``present`` exactly once, in random order, with a random phrasing,
-    e.g. ``"a photo of a red circle and a blue star"`` or ``"a red circle, a blue star on dark dots"``."""
-    world = get_world(world)
-    if not isinstance(rng, np.random.Generator):
-        rng = np.random.default_rng(rng)
-    ids = list(dict.fromkeys(world._check_id(c) for c in present))
-    if not ids:
-        raise ValueError("caption needs at least one present class")
-    order = [ids[i] for i in rng.permutation(len(ids))]
-
-    def phrase(cid: int) -> str:
-        name = world.classes[cid]
-        if world.kind(cid) == "stuff":
-            return name
-        return ("an " if name[0] in "aeiou" else "a ") + name
-
-    template = _TEMPLATES[int(rng.integers(0, len(_TEMPLATES)))]
-    things = [c for c in order if world.kind(c) == "thing"]
-    stuff = [c for c in order if world.kind(c) == "stuff"]
-    if things and stuff and rng.random() < 0.4:
-        body = _join([phrase(c) for c in things]) + " on " + _join([phrase(c) for c in stuff])
-    else:
-        body = _join([phrase(c) for c in order])
-    return template.format(body)
-
-
 def colourise_label(world: World | str, label: np.ndarray) -> np.ndarray:
     """An RGB picture of a label map for previews: things in their colour, stuff in its grey, ignore black."""
     world = get_world(world)
@@ -648,114 +417,3 @@ def colourise_label(world: World | str, label: np.ndarray) -> np.ndarray:
         else:  # six distinct greys: light tints bright, dark tints dim, one step per texture
             lut[cid] = ((240 if a == "light" else 150) - 25 * TEXTURES.index(b),) * 3
     return lut[np.asarray(label, dtype=np.uint8)]
-
-
-# ============================================================================ dataset
-class MiniSegmentation(ClassSplitMixin, torch.utils.data.Dataset):
-    """Generated scenes of a mini world as a segmentation dataset (same item format as
-    :class:`zegclip.data.datasets.SegmentationDataset`).
-
-    ``split="train"`` and ``"val"`` use disjoint seed streams (``2 * seed`` and ``2 * seed + 1``); default sizes
-    2000 and 200. ``"val"`` holds the evaluation scenes that every table reports; ``"calib"`` (stream
-    ``2 * seed + CALIB_STREAM``, default size 200) is a third, disjoint stream on which settings of the recipe, the
-    world and the mini-CLIP are chosen, so that no choice is ever made on the scenes that are reported. Items are
-    rendered on the fly (about a millisecond each) and are identical across runs. ``generator``, when given, must be
-    :data:`GENERATOR_VERSION` (run configs record it, so that a result of another world version is never reused).
-    ``dataset[i]`` is ``{"image": Tensor, "label": LongTensor (H, W), "name": "<world>-<split>-<i>"}``; without
-    ``transforms`` the image is the uint8 (3, H, W) tensor, as for SegmentationDataset.
-    """
-
-    DEFAULT_SIZES = {"train": 2000, "val": 200, "calib": 200}
-    CALIB_STREAM = 1_000_001
-
-    def __init__(
-        self,
-        world: World | str,
-        split: str = "train",
-        size: int | None = None,
-        seed: int = 0,
-        transforms: Any = None,
-        generator: int | None = None,
-    ) -> None:
-        if generator is not None and generator != GENERATOR_VERSION:
-            raise ValueError(f"generator: the run asks for mini-world generator version {generator!r}, but this "
-                             f"package generates version {GENERATOR_VERSION}; its results are not comparable")
-        self.world = get_world(world)
-        if split not in self.DEFAULT_SIZES:
-            raise ValueError(f"split must be one of {list(self.DEFAULT_SIZES)}, got {split!r}")
-        if size is None:
-            size = self.DEFAULT_SIZES[split]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer, got {size!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.subset = split
-        self.size = size
-        self.seed = seed
-        self.stream = 2 * seed + {"train": 0, "val": 1, "calib": self.CALIB_STREAM}[split]
-        self.transforms = transforms
-        self.class_split = self.world.split
-        self.reduce_zero_label = False
-        self.problems: list[str] = []
-        self.description = f"mini world {self.world.name} {split} (seed {seed}, generator v{GENERATOR_VERSION})"
-
-    @property
-    def split(self) -> ClassSplit:
-        """The class split (alias of ``class_split``); the subset name is ``subset``."""
-        return self.class_split
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({len(self)} items, split {self.class_split.name!r}, "
-                f"{self.num_classes} classes, {self.description})")
-
-    def _index(self, index: int) -> int:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
-        return index
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(image (H, W, 3) uint8, label (H, W) int64), untransformed."""
-        image, label, _ = render_scene(self.world, self.stream, self._index(index))
-        return image, label.astype(np.int64)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = self._index(index)
-        image, label, _ = render_scene(self.world, self.stream, index)
-        return make_item(image, label, self.transforms, f"{self.world.name}-{self.subset}-{index}")
-
-
-def register_datasets() -> None:
-    """Register every packaged world with :func:`zegclip.data.datasets.register_dataset` (idempotent), so that
-    ``build_dataset("mini-voc", None, "train")`` and run files with ``data.dataset: mini-voc`` work."""
-    from functools import partial
-
-    from ..data.datasets import register_dataset
-
-    for name in WORLD_NAMES:
-        register_dataset(name, partial(MiniSegmentation, name))
-
-
-def render_speed(worlds: Sequence[str] = ("mini-voc", "mini-coco"), scenes: int = 200, repeats: int = 5) -> dict:
-    """Rendering speed, measured side by side: for each world, ``repeats`` timings of rendering scenes
-    ``0..scenes-1`` (stream 0), interleaved world by world; returns {world: {"scenes", "repeats",
-    "median_seconds", "scenes_per_second"}}. A benchmark (``python -m zegclip mini speed``), never a test assertion."""
-    import statistics
-    import time
-
-    if scenes < 1 or repeats < 1:
-        raise ValueError(f"scenes and repeats must be >= 1, got {scenes} and {repeats}")
-    times: dict[str, list[float]] = {w: [] for w in worlds}
-    for _ in range(repeats):
-        for w in worlds:
-            world = get_world(w)
-            start = time.perf_counter()
-            for i in range(scenes):
-                render_scene(world, 0, i)
-            times[w].append(time.perf_counter() - start)
-    return {w: {"scenes": scenes, "repeats": repeats, "median_seconds": statistics.median(t),
-                "scenes_per_second": scenes / statistics.median(t)} for w, t in times.items()}

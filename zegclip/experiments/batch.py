@@ -1,0 +1,198 @@
+"""Batch reproduction: every registry entry of a profile executed with papermill, then the report notebooks.
+
+Data flows one way::
+
+    notebooks/registry.yaml --expand--> entries --papermill notebooks/run.ipynb--> results/<profile>/runs/<id>.json
+    results/ --papermill notebooks/table*.ipynb, figure*.ipynb--> book/generated/*.ipynb --jupyter-book--> _build/html
+
+``python -m zegclip reproduce --profile mini`` does both phases. A run is skipped when its result JSON exists and
+holds the same parameters and the same resolved configuration; a failed run is recorded (its executed notebook
+kept under ``results/<profile>/failed/``) and the others go on; rerunning finishes what is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..engine.checkpoint import write_json_atomic
+from .project import generated_dir, notebooks_dir
+from .registry import LEARN, REPORTS, Entry, expand
+from .runs import is_done, runs_root_for
+
+
+def _ipc_kernel_manager():
+    """A jupyter_client kernel manager whose kernels talk over IPC (Unix sockets in the Jupyter runtime folder,
+    beside the connection file) instead of TCP ports. ipykernel warns at every start that a TCP kernel without
+    CurveZMQ keys sends everything in plain text; a local batch job needs no network socket, so the cause goes."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IPCKernelManager
+
+
+def execute_notebook(source: Path, output: Path, parameters: dict, cwd: Path | None = None) -> None:
+    """Run a notebook with papermill (kernel: this Python, over IPC), writing the executed copy to ``output``."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name=_kernel_name(),
+                                   progress_bar=False, cwd=str(cwd or Path.cwd()), log_output=False,
+                                   kernel_manager_class=_ipc_kernel_manager())
+    finally:
+        if output.is_file():
+            _hide_injected(output)
+
+
+def _hide_injected(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell`` so that the book does not render it."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+            changed = True
+    if changed:
+        from ..io import atomic_path
+
+        with atomic_path(path) as tmp:
+            nbformat.write(nb, str(tmp))
+
+
+def _kernel_name() -> str:
+    """A kernelspec that runs this interpreter (installed once per environment, user-level)."""
+    name = "zegclip-python"
+    spec_dir = Path(sys.prefix) / "share" / "jupyter" / "kernels" / name
+    kernel_json = spec_dir / "kernel.json"
+    want = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python (zegclip)", "language": "python"}
+    if not kernel_json.is_file() or json.loads(kernel_json.read_text()) != want:
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(kernel_json, want)
+    return name
+
+
+def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: int = 1, results_dir: str | Path = "results",
+              runs_only: bool = False, reports_only: bool = False, force: bool = False, quick: bool = False,
+              generated: str | Path | None = None, registry: str | Path | None = None) -> dict:
+    """Execute the registry's runs for ``profile`` (skipping finished ones), then its report notebooks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    entries = expand(profile, only, registry)
+    results_dir = Path(results_dir)
+    summary: dict[str, Any] = {"profile": profile, "ran": [], "skipped": [], "failed": {}, "reports": {}}
+    if not reports_only:
+        todo = []
+        for e in entries:
+            if quick:  # tiny runs under their own ids: never mixed with real results
+                e = Entry(e.id + "-quick", e.notebook, {**e.params, "quick": True}, e.tables)
+            if not force and is_done(e, results_dir):
+                summary["skipped"].append(e.id)
+            else:
+                todo.append(e)
+        if todo and profile == "mini" and not quick:
+            from ..mini.miniclip import ensure_mini_clip
+
+            ensure_mini_clip()  # once, in this process with every core, before the runs start
+        # runs side by side share the cores (their kernels inherit this); only while runs execute, so that the
+        # report notebooks and the walkthrough get every core again
+        threads_before = os.environ.get("OMP_NUM_THREADS")
+        if jobs > 1 and todo and threads_before is None:
+            os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // jobs))
+        bar = tqdm(total=len(todo), desc=f"reproduce {profile}", unit="run", dynamic_ncols=True)
+
+        def one(e: Entry):
+            t0 = time.perf_counter()
+            err = _run_entry(e, results_dir, force)
+            return e, err, time.perf_counter() - t0
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for e, err, seconds in pool.map(one, todo):
+                if err:
+                    summary["failed"][e.id] = err
+                    tqdm.write(f"FAILED {e.id}: {err}")
+                else:
+                    summary["ran"].append(e.id)
+                bar.set_postfix(last=f"{e.id} {seconds:.0f}s")
+                bar.update(1)
+        bar.close()
+        if threads_before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+    if not runs_only:
+        generated = Path(generated) if generated is not None else generated_dir()
+        tables = [t for t in REPORTS if not only or t in set(only)]
+        learn = [] if only else list(LEARN)
+        if learn and profile == "mini" and not quick:
+            from ..mini.miniclip import ensure_mini_clip
+
+            # the walkthrough builds a mini model: pretrain here (all cores, a progress bar in the terminal) rather
+            # than silently inside its kernel, where `--jobs` may have left one thread
+            ensure_mini_clip()
+        for name in tables + learn:
+            source = notebooks_dir() / f"{name}.ipynb"
+            if not source.is_file():
+                summary["reports"][name] = "missing"
+                print(f"notebook {name:<12}      -  missing", flush=True)
+                continue
+            params = {"profile": profile, "results_dir": str(results_dir)} if name in REPORTS else {"profile": profile}
+            if name in LEARN and quick:
+                params["quick"] = True
+            t0 = time.perf_counter()
+            try:
+                execute_notebook(source, Path(generated) / f"{name}.ipynb", params)
+                summary["reports"][name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - recorded, the others go on
+                summary["reports"][name] = f"failed: {_one_line(exc)}"
+                summary["failed"][name] = summary["reports"][name]
+            print(f"notebook {name:<12} {time.perf_counter() - t0:5.0f}s  {summary['reports'][name]}", flush=True)
+    write_json_atomic(results_dir / profile / "reproduce.json", {**summary, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return summary
+
+
+def _run_entry(entry: Entry, results_dir: Path, force: bool) -> str | None:
+    """Execute one registry entry's notebook; on failure keep the executed notebook and return the error line."""
+    profile_dir = results_dir / entry.params["profile"]
+    failed_nb = profile_dir / "failed" / f"{entry.id}.ipynb"
+    out = runs_root_for(results_dir) / entry.params["profile"] / "notebooks" / f"{entry.id}.ipynb"
+    params = {**entry.params, "results_dir": str(results_dir), "run_id": entry.id}
+    if entry.notebook == "run":
+        params["force"] = force
+    try:
+        execute_notebook(notebooks_dir() / f"{entry.notebook}.ipynb", out, params)
+    except Exception as exc:  # noqa: BLE001 - papermill raises PapermillExecutionError and kernel errors
+        failed_nb.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_file():
+            os.replace(out, failed_nb)
+        return _one_line(exc)
+    if failed_nb.is_file():
+        failed_nb.unlink()
+    if not entry.result_path(results_dir).is_file():
+        return f"notebook finished but wrote no {entry.result_path(results_dir)}"
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    ename = getattr(exc, "ename", None)
+    evalue = getattr(exc, "evalue", None)
+    text = f"{ename}: {evalue}" if ename else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]
+
+
+def status(profile: str, results_dir: str | Path = "results", only=None) -> list[tuple[str, bool]]:
+    """(id, done) for every entry of the profile."""
+    return [(e.id, is_done(e, results_dir)) for e in expand(profile, only)]
+
+
+__all__ = ["reproduce", "status", "execute_notebook"]

@@ -1,0 +1,264 @@
+"""Aggregation over seeds and formatting: a reproduced table beside the paper's numbers (:func:`table_report`), the
+per-class IoU of Figure 5 (:func:`per_class_frame`), and the glue into the book."""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from ...engine.results import METRICS
+from .paper import _paper_lookup
+from .results import _entries, _finite, _key, _match, _resolve, _shown, effective_params, load_results, not_run_note
+
+TABLE_METRICS = ("pAcc", "mIoU(S)", "mIoU(U)", "hIoU")
+# rows of each table: the registry parameters that tell them apart, and the metrics shown
+REPORT_TABLES: dict[str, dict[str, Any]] = {
+    "table2": {"by": ("dataset", "setting", "self_training"), "metrics": TABLE_METRICS},
+    "table4": {"by": ("query_format",), "metrics": TABLE_METRICS},
+    "table5": {"by": ("variant",), "metrics": TABLE_METRICS},
+    "figure1": {"by": ("variant",), "metrics": TABLE_METRICS},
+    "table6": {"by": ("dataset", "loss"), "metrics": TABLE_METRICS},
+    "table7": {"by": ("dataset", "eval_dataset", "setting"), "metrics": ("pAcc", "mIoU", "mAcc")},
+}
+_MAX_PROBLEMS = 12
+
+
+# ------------------------------------------------------------------------------------------- aggregation
+def _mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the finite values (NaN when none / fewer than two)."""
+    finite = [float(v) for v in values if _finite(v)]
+    mean = statistics.fmean(finite) if finite else math.nan
+    std = statistics.stdev(finite) if len(finite) > 1 else math.nan
+    return mean, std
+
+
+def _seed_groups(entries: Sequence) -> list[tuple[dict, list]]:
+    """Entries grouped by their effective parameters minus seed: [(params, members)], in registry order."""
+    groups: dict[tuple, list] = {}
+    for e in entries:
+        groups.setdefault(_key(effective_params(e.params)), []).append(e)
+    return [(effective_params(members[0].params), members) for members in groups.values()]
+
+
+def aggregate(entries: Sequence, results: Sequence[dict] | dict[str, dict], metrics: Sequence[str] = METRICS,
+              by: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per group of entries whose parameters differ only in seed (or other ``NOT_IN_KEY`` names).
+
+    ``results``: loaded results (matched to entries by file name) or a dict id -> result. Columns: the ``by``
+    parameters (effective values, e.g. the variant's own query format), ``n`` (seeds with a result),
+    ``n_expected``, ``seeds``, and per metric its mean and ``"<metric> std"`` (sample std, NaN for n < 2).
+    """
+    if not isinstance(results, dict):
+        results, _ = _match(entries, results)
+    rows = []
+    for p, members in _seed_groups(entries):
+        have = [results[e.id] for e in members if e.id in results]
+        row: dict[str, Any] = {b: p.get(b) for b in by}
+        row.update(n=len(have), n_expected=len(members),
+                   seeds=[r.get("seed", e.params.get("seed")) for e in members if (r := results.get(e.id))],
+                   ids=[e.id for e in members], params=p)
+        for m in metrics:
+            row[m], row[f"{m} std"] = _mean_std(r["metrics"].get(m) for r in have)
+        rows.append(row)
+    columns = [*by, "n", "n_expected", "seeds", *[c for m in metrics for c in (m, f"{m} std")], "ids", "params"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def fmt(mean: float, std: float = math.nan, n: int = 1, digits: int = 1) -> str:
+    """``"84.3 ± 1.2"`` (n > 1), ``"84.3"`` (one seed), ``"n/a"`` (undefined) or ``"not run"`` (n = 0)."""
+    if n == 0:
+        return "not run"
+    if not _finite(mean):
+        return "n/a"
+    if n > 1 and _finite(std):
+        return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def format_frame(numeric: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = (),
+                 digits: int = 1) -> pd.DataFrame:
+    """Strings ``"mean ± std"`` per metric from :func:`aggregate`'s frame, with the ``by`` columns and ``n``."""
+    out = numeric[list(by)].copy() if by else pd.DataFrame(index=numeric.index)
+    out["n"] = numeric["n"].astype(int)
+    for m in metrics:
+        out[m] = [fmt(a, s, int(n), digits) for a, s, n in zip(numeric[m], numeric[f"{m} std"], numeric["n"])]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ reports
+@dataclass
+class Report:
+    """A reproduced table beside the paper's numbers (see :func:`table_report`)."""
+
+    table: str
+    profile: str
+    results_dir: str
+    metrics: tuple[str, ...]
+    by: tuple[str, ...]
+    numeric: pd.DataFrame  # aggregate() + "paper <metric>" + "paper source"
+    frame: pd.DataFrame  # display strings: by, n, reproduced metrics, paper metrics
+    note: str | None = None
+    problems: list[str] = field(default_factory=list)
+    expected: int = 0
+    found: int = 0
+
+    @property
+    def ran(self) -> bool:
+        """Whether any run of the table has a result."""
+        return self.found > 0
+
+    def status(self) -> str:
+        """One line: profile, runs found, seeds per row."""
+        if not self.ran:
+            return self.note or not_run_note(self.profile, self.table)
+        seeds = sorted(set(self.numeric["n"][self.numeric["n"] > 0]))
+        return (f"profile `{self.profile}`: {self.found} of {self.expected} runs of {self.table} have results "
+                f"(seeds per row: {', '.join(map(str, seeds))}; mean ± sample std where n > 1), "
+                f"read from {self.results_dir}")
+
+    def _head(self, code: bool = False) -> list[str]:
+        """Markdown paragraphs: status, note, skipped files (at most a dozen listed)."""
+        parts = [f"**{self.status()}**"]
+        if self.note and self.ran:
+            parts.append(self.note)
+        if self.problems:
+            shown = self.problems[:_MAX_PROBLEMS]
+            more = len(self.problems) - len(shown)
+            quote = "`" if code else ""
+            parts.append("Skipped result files:\n" + "\n".join(f"- {quote}{p}{quote}" for p in shown)
+                         + (f"\n- … and {more} more" if more > 0 else ""))
+        return parts
+
+    def markdown(self) -> str:
+        """Status, note, problems and the table as Markdown."""
+        return "\n\n".join([*self._head(), _markdown_table(self.frame)])
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def show(self) -> None:
+        """Display the status line and problems (Markdown) and the table (a DataFrame) in a notebook."""
+        from IPython.display import Markdown, display
+
+        display(Markdown("\n\n".join(self._head(code=True))))
+        display(self.frame.set_index(list(self.by)) if self.by else self.frame)
+
+    def row(self, **where: Any) -> pd.Series | None:
+        """The numeric row whose ``by`` values match ``where`` (None if absent)."""
+        mask = pd.Series(True, index=self.numeric.index)
+        for k, v in where.items():
+            mask &= self.numeric[k] == v
+        hits = self.numeric[mask]
+        return None if hits.empty else hits.iloc[0]
+
+    def value(self, metric: str, **where: Any) -> str:
+        """The formatted reproduced value of one cell (``"not run"`` when absent)."""
+        r = self.row(**where)
+        return "not run" if r is None else fmt(r[metric], r[f"{metric} std"], int(r["n"]))
+
+    def rank_agreement(self, metric: str = "hIoU") -> float:
+        """Spearman rank correlation of reproduced means and the paper's numbers over rows with both (NaN if < 3)."""
+        both = self.numeric[[metric, f"paper {metric}"]].astype(float).dropna()
+        return float(both[metric].corr(both[f"paper {metric}"], method="spearman")) if len(both) >= 3 else math.nan
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in frame.iterrows():
+        lines.append("| " + " | ".join("" if _isnan(v) else str(v) for v in r.tolist()) + " |")
+    return "\n".join(lines)
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def table_report(table: str, profile: str = "mini", results_dir: str | Path = "results", registry: Any = None,
+                 entries: Sequence | None = None) -> Report:
+    """The reproduced ``table`` (table2, table4, table5, table6, table7, figure1) of ``profile`` beside the paper.
+
+    ``entries`` replaces the registry lookup (tests). Rows follow the registry order.
+    """
+    if table not in REPORT_TABLES:
+        raise ValueError(f"no report for {table!r}; choose one of {sorted(REPORT_TABLES)}")
+    spec = REPORT_TABLES[table]
+    metrics, by = tuple(spec["metrics"]), tuple(spec["by"])
+    resolved = _resolve(results_dir)
+    note = None
+    if entries is None:
+        entries, note = _entries(profile, table, registry)
+    results, problems = load_results(resolved, profile, "runs")
+    found, stale = _match(entries, results)
+    numeric = aggregate(entries, found, metrics, by)
+    paper_rows = [_paper_lookup(table, p) for p in numeric["params"]]
+    for m in metrics:
+        numeric[f"paper {m}"] = [(math.nan if vals.get(m) is None else vals[m]) for vals, _ in paper_rows]
+    numeric["paper source"] = [src for _, src in paper_rows]
+    frame = format_frame(numeric, metrics, by)
+    for m in metrics:
+        frame[f"paper {m}"] = ["—" if _isnan(v) else f"{v:.1f}" for v in numeric[f"paper {m}"]]
+    expected, n_found = len(entries), len(found)
+    if entries and n_found == 0:
+        note = not_run_note(profile, table)
+    elif entries and n_found < expected:
+        missing = [e.id for e in entries if e.id not in found]
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        note = (f"{len(missing)} of {expected} runs have no result yet ({shown}) — "
+                f"python -m zegclip reproduce --profile {profile} --only {table}")
+    return Report(table, profile, _shown(resolved), metrics, by, numeric, frame, note, problems + stale, expected,
+                  n_found)
+
+
+# ------------------------------------------------------------------------------------------ per-class IoU
+def per_class_frame(profile: str = "mini", results_dir: str | Path = "results", table: str = "figure5",
+                    split: str | None = "unseen", registry: Any = None,
+                    entries: Sequence | None = None) -> tuple[pd.DataFrame, list[str], str | None]:
+    """Per-class IoU (mean and sample std over seeds) of the runs of ``table``: (frame, problems, note).
+
+    Frame columns: dataset, setting, class, id, split, IoU, IoU std, n. ``split`` keeps only seen/unseen classes.
+    ``note`` is the not-run line when no run has a result.
+    """
+    missing_note = None
+    if entries is None:
+        entries, missing_note = _entries(profile, table, registry)
+    results, problems = load_results(results_dir, profile, "runs")
+    found, stale = _match(entries, results)
+    rows = []
+    for p, members in _seed_groups(entries):
+        have = [found[e.id] for e in members if e.id in found]
+        classes: dict[str, list[dict]] = {}
+        for r in have:
+            for c in r["per_class"]:
+                if split is None or c.get("split") == split:
+                    classes.setdefault(c["class"], []).append(c)
+        for name, cs in classes.items():
+            mean, std = _mean_std(c.get("IoU") for c in cs)
+            rows.append({"dataset": p.get("dataset"), "setting": p.get("setting"), "class": name,
+                         "id": cs[0].get("id"), "split": cs[0].get("split"), "IoU": mean, "IoU std": std,
+                         "n": len(cs)})
+    frame = pd.DataFrame(rows, columns=["dataset", "setting", "class", "id", "split", "IoU", "IoU std", "n"])
+    note = missing_note or (not_run_note(profile, table) if not found else None)
+    return frame, problems + stale, note
+
+
+def unseen_gain(frame: pd.DataFrame, dataset: str, before: str = "inductive", after: str = "transductive") -> float:
+    """Mean over the classes in ``frame`` (from :func:`per_class_frame`) of IoU(after) - IoU(before); NaN if absent."""
+    wide = frame[frame["dataset"] == dataset].pivot_table(index="class", columns="setting", values="IoU")
+    if not {before, after} <= set(wide.columns):
+        return math.nan
+    return float((wide[after] - wide[before]).mean())
+
+
+# --------------------------------------------------------------------------------------------------- glue
+def glue(name: str, value: Any) -> None:
+    """``myst_nb.glue(name, value, display=False)`` when myst_nb is installed (a no-op otherwise)."""
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:  # the book extra is not installed: nothing to glue into
+        return
+    _glue(name, value, display=False)
