@@ -240,6 +240,18 @@ def cmd_mini(args: argparse.Namespace) -> int:
                               force=args.force, quick=args.quick)
         print(controls_table(record))
         return 1 if record["failed"] else 0
+    if args.action == "fake-datasets":
+        from .mini.layouts import write_fake_datasets
+
+        if not args.out:
+            raise ValueError("mini fake-datasets needs an output folder: python -m zegclip mini fake-datasets OUT")
+        summary = write_fake_datasets(args.out, n=args.images)
+        print(f"tiny VOC + SBD, COCO-Stuff and PASCAL Context downloads (mini-world scenes) written to {args.out}; "
+              "prepare them with:")
+        for argv in summary["prepare"]:
+            print("  python -m zegclip " + " ".join(argv))
+        print(f"then: python -m zegclip reproduce --profile paper --quick --data-root {args.out}")
+        return 0
     if args.action == "speed":
         from .mini.dataset import render_speed
 
@@ -286,14 +298,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.profile not in PROFILES:
         raise ValueError(f"unknown profile {args.profile!r}; choose one of {list(PROFILES)}")
     only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
+    if args.profile != "paper" and (args.data_root is not None or args.weights is not None):
+        raise ValueError("--data-root and --weights are for --profile paper (the mini world needs neither)")
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise FileNotFoundError(f"--data-root: folder not found: {args.data_root}")
+    where = {"quick": args.quick, "data_root": args.data_root, "weights": args.weights}
     if args.list:
-        for ident, done in status(args.profile, args.results_dir, only):
+        for ident, done in status(args.profile, args.results_dir, only, **where):
             print(f"{'done' if done else 'todo'}  {ident}")
         return 0
     t0 = time.perf_counter()
     summary = reproduce(args.profile, only=only, jobs=args.jobs, results_dir=args.results_dir,
-                        runs_only=args.runs_only, reports_only=args.reports_only, force=args.force, quick=args.quick,
-                        generated=args.book_dir)
+                        runs_only=args.runs_only, reports_only=args.reports_only, force=args.force,
+                        generated=args.book_dir, **where)
     print(f"reproduce {args.profile}: {len(summary['ran'])} run(s) executed, {len(summary['skipped'])} already done, "
           f"{len(summary['failed'])} failed, in {time.perf_counter() - t0:.0f}s")
     for name, err in summary["failed"].items():
@@ -395,11 +412,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", default="train,val", help="splits to check")
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("mini", help="the mini world: pretrain the mini-CLIP, or run the Table 5 ablation's 36 runs (CPU)")
-    p.add_argument("action", choices=["pretrain", "table5", "controls", "calibrate", "diagnose", "speed"],
+    p.add_argument("action", choices=["pretrain", "table5", "controls", "calibrate", "diagnose", "speed",
+                                       "fake-datasets"],
                    help="pretrain the mini-CLIP; run Table 5; measure the world's five controls (written to "
                         "<results>/mini/calibration/controls-<preset>.json); one calibration run (logged in "
                         "<results>/mini/calibration/); the diagnosis instruments (patch oracle, probes, zero-shot); "
-                        "the scene-rendering benchmark")
+                        "the scene-rendering benchmark; tiny stand-ins of the real downloads, drawn from mini scenes "
+                        "(fake-datasets OUT: what `prepare` and `reproduce --profile paper --quick` read)")
+    p.add_argument("out", nargs="?", default=None, help="fake-datasets: the output folder")
+    p.add_argument("--images", type=at_least(1), default=4, help="fake-datasets: images per split")
     p.add_argument("--steps", type=at_least(1), default=None, help="pretraining steps (default: the packaged config)")
     p.add_argument("--name", default=None, help="calibrate: the log entry's name")
     p.add_argument("--note", default=None, help="calibrate: what this run changes, in words")
@@ -427,7 +448,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-only", action="store_true", help="execute the runs, not the report notebooks")
     p.add_argument("--reports-only", action="store_true", help="only execute the report notebooks (into book/generated)")
     p.add_argument("--force", action="store_true", help="redo runs whose results exist")
-    p.add_argument("--quick", action="store_true", help="tiny runs with a random mini-CLIP (tests)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny runs under <id>-quick ids, never mixed with real results (tests): a random mini-CLIP "
+                        "(mini), a random ViT-B/16 on 64-px crops for 2 iterations (paper); the reports read them "
+                        "(with --reports-only: the real results) and the walkthrough goes tiny")
+    p.add_argument("--data-root", default=None,
+                   help="paper: the folder holding the prepared VOCdevkit/, coco_stuff164k/ (default: the registry's "
+                        "data_root, 'data')")
+    p.add_argument("--weights", default=None, metavar="FILE_OR_TAG",
+                   help="paper: CLIP ViT-B/16 weights of every run (default $ZEGCLIP_CLIP_WEIGHTS; --quick: random)")
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
     p.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("bench", help="efficiency benchmark (Table 3): params, MACs, speed, memory -> results JSON")

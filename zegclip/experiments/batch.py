@@ -11,28 +11,43 @@ kept under ``results/<profile>/failed/``) and the others go on; rerunning finish
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..engine.checkpoint import write_json_atomic
 from .project import generated_dir, notebooks_dir
-from .registry import LEARN, REPORTS, Entry, expand
-from .runs import is_done, runs_root_for
+from .registry import LEARN, REPORTS, Entry, expand, notebook_parameters
+from .runs import is_done, runs_root_for, training_dirs
 
 
 def _ipc_kernel_manager():
     """A jupyter_client kernel manager whose kernels talk over IPC (Unix sockets in the Jupyter runtime folder,
     beside the connection file) instead of TCP ports. ipykernel warns at every start that a TCP kernel without
     CurveZMQ keys sends everything in plain text; a local batch job needs no network socket, so the cause goes."""
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import CaselessStrEnum, default
 
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            # One socket prefix per kernel, in the runtime folder. jupyter_client's default is "kernel-ipc" in the
+            # working directory whenever no connection file is named yet (papermill names none), and it numbers the
+            # sockets by the first free names: two kernels started at once (`reproduce --jobs 2`) took the same
+            # sockets and read each other's messages ("Invalid Signature", "Kernel didn't respond in 60 seconds").
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True)
+            return str(runtime / f"zegclip-{uuid.uuid4().hex[:12]}-ipc")
 
     return IPCKernelManager
 
@@ -82,22 +97,37 @@ def _kernel_name() -> str:
     return name
 
 
+def entries_of(profile: str, only: Iterable[str] | None = None, registry: str | Path | None = None,
+               quick: bool = False, data_root: str | Path | None = None, weights: str | None = None) -> list[Entry]:
+    """The registry entries that ``reproduce`` executes: ``quick`` gives the ``-quick`` entries (never mixed with
+    real results); ``data_root`` / ``weights`` replace the run parameters of the same names (``--data-root``,
+    ``--weights``; the registry's paper default is ``data_root: data``)."""
+    entries = expand(profile, only, registry, quick)
+    extra = {k: str(v) for k, v in (("data_root", data_root), ("weights", weights)) if v is not None}
+    return [Entry(e.id, e.notebook, {**e.params, **extra}, e.tables) if extra and e.notebook == "run" else e
+            for e in entries]
+
+
 def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: int = 1, results_dir: str | Path = "results",
               runs_only: bool = False, reports_only: bool = False, force: bool = False, quick: bool = False,
-              generated: str | Path | None = None, registry: str | Path | None = None) -> dict:
-    """Execute the registry's runs for ``profile`` (skipping finished ones), then its report notebooks."""
+              generated: str | Path | None = None, registry: str | Path | None = None,
+              data_root: str | Path | None = None, weights: str | None = None) -> dict:
+    """Execute the registry's runs for ``profile`` (skipping finished ones), then its report notebooks.
+
+    ``quick``: tiny runs under ``<id>-quick`` ids (mini: a random mini-CLIP; paper: a random ViT-B/16 on 64-px
+    crops, :data:`zegclip.experiments.runs.QUICK_PAPER`), report notebooks that read only those (unless
+    ``reports_only``: then they read the real results) and a tiny walkthrough.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
-    entries = expand(profile, only, registry)
+    entries = entries_of(profile, only, registry, quick, data_root, weights)
     results_dir = Path(results_dir)
     summary: dict[str, Any] = {"profile": profile, "ran": [], "skipped": [], "failed": {}, "reports": {}}
     if not reports_only:
         todo = []
         for e in entries:
-            if quick:  # tiny runs under their own ids: never mixed with real results
-                e = Entry(e.id + "-quick", e.notebook, {**e.params, "quick": True}, e.tables)
             if not force and is_done(e, results_dir):
                 summary["skipped"].append(e.id)
             else:
@@ -112,10 +142,17 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
         if jobs > 1 and todo and threads_before is None:
             os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // jobs))
         bar = tqdm(total=len(todo), desc=f"reproduce {profile}", unit="run", dynamic_ncols=True)
+        # entries that train the same run directory wait for each other (one lock per directory, taken in sorted
+        # order); otherwise the second trainer fails on the directory's lock file
+        shared = {e.id: training_dirs(e.params, runs_root_for(results_dir)) if e.notebook == "run" else [] for e in todo}
+        locks = {d: threading.Lock() for dirs in shared.values() for d in dirs}
 
         def one(e: Entry):
-            t0 = time.perf_counter()
-            err = _run_entry(e, results_dir, force)
+            with contextlib.ExitStack() as held:
+                for d in shared[e.id]:
+                    held.enter_context(locks[d])
+                t0 = time.perf_counter()
+                err = _run_entry(e, results_dir, force)
             return e, err, time.perf_counter() - t0
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -147,8 +184,13 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
                 print(f"notebook {name:<12}      -  missing", flush=True)
                 continue
             params = {"profile": profile, "results_dir": str(results_dir)} if name in REPORTS else {"profile": profile}
-            if name in LEARN and quick:
+            declared = notebook_parameters(source)
+            # --quick: the walkthrough goes tiny; the reports read the -quick results that this command's runs made,
+            # but with --reports-only they keep reading the real ones (the book's build: real tables, tiny walkthrough)
+            if quick and "quick" in declared and (name in LEARN or not reports_only):
                 params["quick"] = True
+            if weights is not None and "weights" in declared:
+                params["weights"] = str(weights)
             t0 = time.perf_counter()
             try:
                 execute_notebook(source, Path(generated) / f"{name}.ipynb", params)
@@ -190,9 +232,10 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-def status(profile: str, results_dir: str | Path = "results", only=None) -> list[tuple[str, bool]]:
-    """(id, done) for every entry of the profile."""
-    return [(e.id, is_done(e, results_dir)) for e in expand(profile, only)]
+def status(profile: str, results_dir: str | Path = "results", only=None, quick: bool = False,
+           data_root: str | Path | None = None, weights: str | None = None) -> list[tuple[str, bool]]:
+    """(id, done) for every entry that :func:`reproduce` with the same arguments would execute."""
+    return [(e.id, is_done(e, results_dir)) for e in entries_of(profile, only, None, quick, data_root, weights)]
 
 
 __all__ = ["reproduce", "status", "execute_notebook"]

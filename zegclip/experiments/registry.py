@@ -183,8 +183,16 @@ def run_id(params: dict) -> str:
     return "-".join(parts)
 
 
-def expand(profile: str, only: Iterable[str] | None = None, registry: dict | str | Path | None = None) -> list[Entry]:
-    """The distinct runs of ``profile`` (optionally only those read by the tables in ``only``), in registry order."""
+def quick_entry(entry: Entry) -> Entry:
+    """The ``--quick`` counterpart of an entry: id ``<id>-quick`` and ``quick=True`` (tiny runs with random weights,
+    for tests), so that its result never mixes with the real run's."""
+    return Entry(entry.id + "-quick", entry.notebook, {**entry.params, "quick": True}, entry.tables)
+
+
+def expand(profile: str, only: Iterable[str] | None = None, registry: dict | str | Path | None = None,
+           quick: bool = False) -> list[Entry]:
+    """The distinct runs of ``profile`` (optionally only those read by the tables in ``only``), in registry order;
+    ``quick``: their :func:`quick_entry` counterparts."""
     reg = registry if isinstance(registry, dict) else load_registry(registry)
     if profile not in reg["profiles"]:
         raise ValueError(f"unknown profile {profile!r}; registry profiles: {sorted(reg['profiles'])}")
@@ -217,13 +225,13 @@ def expand(profile: str, only: Iterable[str] | None = None, registry: dict | str
                 entries[ident] = Entry(ident, notebook, merged, tuple(dict.fromkeys(old.tables + tables)))
             else:
                 entries[ident] = Entry(ident, notebook, params, tables)
-    return [e for e in entries.values() if not only or only & set(e.tables)]
+    return [quick_entry(e) if quick else e for e in entries.values() if not only or only & set(e.tables)]
 
 
-def runs_for(profile: str, table: str, registry: dict | str | Path | None = None) -> list[Entry]:
-    """The registry entries that the table/figure ``table`` reads."""
-    return [e for e in expand(profile, [table], registry) if table in e.tables]
+def runs_for(profile: str, table: str, registry: dict | str | Path | None = None, quick: bool = False) -> list[Entry]:
+    """The registry entries that the table/figure ``table`` reads (``quick``: their ``-quick`` counterparts)."""
+    return [e for e in expand(profile, [table], registry, quick) if table in e.tables]
 
 
 __all__ = ["Entry", "load_registry", "notebook_parameters", "normalise_params", "run_id", "expand", "runs_for",
-           "PROFILES", "RUN_DEFAULTS", "RUN_TYPES", "REPORTS", "LEARN"]
+           "quick_entry", "PROFILES", "RUN_DEFAULTS", "RUN_TYPES", "REPORTS", "LEARN"]

@@ -74,11 +74,14 @@ def paper_spec(params: dict, out_root: str | Path) -> dict:
     return spec
 
 
-# The paper profile's --quick: the packaged recipe's model (ViT-B/16 architecture, prompts, decoder, text templates)
-# with random CLIP weights, shrunk only where cost lives: 64-px crops and test images (slide windows 64/48),
-# batch 2, 2 iterations, 2 evaluation images, no loader processes. For a CPU smoke test of the real-data path.
+# The paper profile's --quick (a CPU smoke test of the real-data path, e.g. on the tiny datasets of
+# zegclip.mini.layouts): the packaged recipe's model - ViT-B/16 architecture, prompts, decoder, loss - with random
+# CLIP weights, shrunk only where the cost lives: 64-px crops and test images (slide windows 64/48, masks resized to
+# the crop as the official 512 is for 512 crops), batch 2, 2 iterations, 2 evaluation images, no loader processes,
+# and one text template: the 15-template ensemble of coco/context would run 2,565 + 900 prompts through the random
+# 12-layer text tower, about 10 minutes on 2 cores, for embeddings that mean nothing.
 QUICK_PAPER = {"iters": 2, "batch_size": 2, "eval_limit": 2, "crop_size": 64, "scale": [256, 64],
-               "test_short_side": 64, "slide_crop": 64, "slide_stride": 48}
+               "test_short_side": 64, "slide_crop": 64, "slide_stride": 48, "mask_size": 64, "templates": "single"}
 
 
 def _quick_paper(spec: dict, p: dict) -> None:
@@ -87,7 +90,7 @@ def _quick_paper(spec: dict, p: dict) -> None:
     spec["train"].update(iters=min(p["iters"] or q["iters"], q["iters"]), batch_size=q["batch_size"], accumulation=1,
                          num_workers=0, log_every=1, progress=False)
     spec["data"].update(crop_size=q["crop_size"], scale=q["scale"], test_short_side=q["test_short_side"])
-    spec["model"].update(slide_crop=q["slide_crop"], slide_stride=q["slide_stride"])
+    spec["model"].update({k: q[k] for k in ("slide_crop", "slide_stride", "mask_size", "templates")})
 
 
 def _dir_name(p: dict) -> str:
@@ -124,6 +127,18 @@ def run_spec(params: dict, runs_root: str | Path = "runs") -> dict:
     return spec
 
 
+def training_dirs(params: dict, runs_root: str | Path = "runs") -> list[str]:
+    """The run directories that executing these parameters may train: the run's own and, for self-training, the
+    inductive run whose half-way checkpoint it starts from. Two registry entries that share one (an evaluation-only
+    variant and its training run; self-training and its inductive run) must not execute at the same time: the second
+    trainer of a directory fails on its lock (``reproduce --jobs 2`` lost Table 7's runs that way)."""
+    spec = run_spec(params, runs_root)
+    dirs = [spec["output_dir"]]
+    if spec["train"].get("init_from"):
+        dirs.append(str(Path(spec["train"]["init_from"]).parent.parent))
+    return sorted(set(dirs))
+
+
 def eval_spec(params: dict, train_spec: dict) -> dict:
     """Cross-dataset evaluation (Table 7): the target dataset's classes, all counted as seen, the trained prompts."""
     p = normalise_params(params)
@@ -139,7 +154,9 @@ def eval_spec(params: dict, train_spec: dict) -> dict:
                   "encoder": {**model.get("encoder", {}), "num_prompts": source.encoder.num_prompts}})
     model["unseen"] = []  # every target class counts as seen (official coco-to-voc: unseen = [], mIoU(U) is NaN)
     spec["model"] = model
-    spec["data"] = {**spec["data"], "dataset": target}
+    # the target's dataset name: the "context" preset reads Context-60 (a data.dataset "context" does not exist, so
+    # Table 7's coco -> context failed before evaluating; the packaged coco-to-context recipe reads context60 too)
+    spec["data"] = {**spec["data"], "dataset": {"context": "context60"}.get(target, target)}
     if p["profile"] == "paper":
         spec["data"]["root"] = str(Path(p["data_root"] or "data") / _DATA_DIRS.get(target, ""))
     spec["name"] = run_id(p)
@@ -192,7 +209,8 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     result["class_names"] = list(split.classes)
     result["seen"], result["unseen"] = list(split.seen), list(split.unseen)
     if p["samples"]:
-        result["samples"] = save_samples(evaluated, final, Path(results_dir) / p["profile"], ident, p["samples"])
+        result["samples"] = save_samples(evaluated, final, Path(results_dir) / p["profile"], ident, p["samples"],
+                                         data_key=evaluated.data.dataset + ("-quick" if p["quick"] else ""))
     from ..engine.results import expected_nulls
 
     result = _json_ready(result)
@@ -253,8 +271,10 @@ def _json_ready(obj):
     return obj
 
 
-def save_samples(run, checkpoint, profile_dir: Path, ident: str, count: int) -> list[dict]:
-    """Predictions on the first ``count`` evaluation images as palette PNGs; images and labels once per dataset."""
+def save_samples(run, checkpoint, profile_dir: Path, ident: str, count: int, data_key: str | None = None) -> list[dict]:
+    """Predictions on the first ``count`` evaluation images as palette PNGs; images and labels once per dataset,
+    in ``samples/<data_key>/`` (default: the dataset's name; quick runs use ``<dataset>-quick``: their test images
+    are resized otherwise, and must not replace those that real runs' predictions are shown over)."""
     import numpy as np
     import torch
     from PIL import Image
@@ -269,7 +289,7 @@ def save_samples(run, checkpoint, profile_dir: Path, ident: str, count: int) -> 
     model.eval()
     dataset = build_run_dataset(run, "eval")
     mean, std = normalization_stats(run.model_config().normalization)
-    data_dir = profile_dir / "samples" / run.data.dataset
+    data_dir = profile_dir / "samples" / (data_key or run.data.dataset)
     pred_dir = profile_dir / "samples" / ident
     data_dir.mkdir(parents=True, exist_ok=True)
     pred_dir.mkdir(parents=True, exist_ok=True)
@@ -334,4 +354,4 @@ def is_done(entry: Entry, results_dir: str | Path) -> bool:
 
 
 __all__ = ["mini_spec", "paper_spec", "run_spec", "eval_spec", "execute_run", "runs_root_for", "save_samples",
-           "is_done"]
+           "is_done", "training_dirs", "QUICK_PAPER"]

@@ -17,6 +17,9 @@ What it is
       only, never with masks.
     * Presets ``mini-voc`` / ``mini-coco`` (``zegclip.model.config``) and runs (``experiments.py``) that go through the
       very same model, loss, training and evaluation code as the real presets.
+    * Tiny stand-ins of the real downloads (``layouts.py``, ``python -m zegclip mini fake-datasets OUT``): scenes
+      written in the official VOC + SBD, COCO-Stuff and PASCAL Context layouts with real class ids, so that
+      ``prepare`` and ``reproduce --profile paper --quick`` run end to end on a CPU.
 
 How it maps to the paper
     CLIP knows every concept from image-text pretraining; segmentation training sees masks of seen classes only

@@ -14,14 +14,15 @@ from .tables import Report
 # --------------------------------------------------------------------------------------- qualitative grid
 def sample_grid(profile: str = "mini", results_dir: str | Path = "results", table: str = "figure4",
                 baseline: str = "DPT", ours: str = "DPT+NEL+RD", registry: Any = None,
-                entries: Sequence | None = None) -> tuple[list[dict], dict, list[str], str | None]:
-    """Rows of Figure 4 from the runs' saved samples: (rows, classes, problems, note).
+                entries: Sequence | None = None, quick: bool = False) -> tuple[list[dict], dict, list[str], str | None]:
+    """Rows of Figure 4 from the runs' saved samples: (rows, classes, problems, note); ``quick``: of the ``-quick``
+    runs (see :func:`zegclip.experiments.report.table_report`).
 
     Each row: ``{"image", "label", "baseline", "ours"}`` absolute PNG paths (the label is the ground truth).
     ``classes``: ``{"names": [...], "seen": [...], "unseen": [...]}`` of the ZegCLIP run (empty if unknown).
     """
     if entries is None:
-        entries, why = _entries(profile, table, registry)
+        entries, why = _entries(profile, table, registry, quick)
         if why:
             return [], {}, [], why
     resolved = _resolve(results_dir)
@@ -32,7 +33,7 @@ def sample_grid(profile: str = "mini", results_dir: str | Path = "results", tabl
     base, zeg = by_variant.get(baseline), by_variant.get(ours)
     if base is None or zeg is None:
         missing = [v for v, r in ((baseline, base), (ours, zeg)) if r is None]
-        note = not_run_note(profile, table) if not found else (
+        note = not_run_note(profile, table, quick) if not found else (
             f"profile `{profile}`: no result yet for variant(s) {', '.join(missing)} of {table} — "
             f"python -m zegclip reproduce --profile {profile} --only {table}")
         return [], {}, problems, note

@@ -84,17 +84,18 @@ def load_results(results_dir: str | Path = "results", profile: str = "mini",
 
 
 # --------------------------------------------------------------------------------------------- registry
-def entries_for(profile: str, table: str, registry: Any = None) -> list:
-    """The registry entries a table/figure reads (``zegclip.experiments.registry.runs_for``)."""
+def entries_for(profile: str, table: str, registry: Any = None, quick: bool = False) -> list:
+    """The registry entries a table/figure reads (``zegclip.experiments.registry.runs_for``); ``quick``: their
+    ``-quick`` counterparts (the runs of ``reproduce --quick``), which a report never mixes with real runs."""
     from ..registry import runs_for
 
-    return runs_for(profile, table, registry)
+    return runs_for(profile, table, registry, quick)
 
 
-def _entries(profile: str, table: str, registry: Any) -> tuple[list, str | None]:
+def _entries(profile: str, table: str, registry: Any, quick: bool = False) -> tuple[list, str | None]:
     """Registry entries of ``table`` and, when there are none, the line that says why."""
     try:
-        entries = entries_for(profile, table, registry)
+        entries = entries_for(profile, table, registry, quick)
     except (ValueError, FileNotFoundError) as exc:
         return [], f"profile `{profile}`: no registry entries ({str(exc).splitlines()[0]})"
     if not entries:
@@ -108,9 +109,14 @@ def datasets_of(profile: str, table: str, registry: Any = None) -> list[str]:
     return list(dict.fromkeys(e.params.get("dataset") for e in entries))
 
 
-def not_run_note(profile: str, table: str) -> str:
+def not_run_note(profile: str, table: str, quick: bool = False) -> str:
     """The line a report shows when ``profile`` has no results for ``table``."""
-    return f"profile `{profile}`: not run — python -m zegclip reproduce --profile {profile} --only {table}"
+    shown, flag = (f"`{profile}` (quick)", " --quick") if quick else (f"`{profile}`", "")
+    return f"profile {shown}: not run — python -m zegclip reproduce --profile {profile} --only {table}{flag}"
+
+
+QUICK_NOTE = ("**Quick runs** (`reproduce --quick`): random weights, a few iterations on tiny inputs — these numbers "
+              "test the pipeline and measure nothing.")
 
 
 def effective_params(params: dict) -> dict:

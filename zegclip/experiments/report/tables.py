@@ -12,7 +12,8 @@ import pandas as pd
 
 from ...engine.results import METRICS
 from .paper import _paper_lookup
-from .results import _entries, _finite, _key, _match, _resolve, _shown, effective_params, load_results, not_run_note
+from .results import (QUICK_NOTE, _entries, _finite, _key, _match, _resolve, _shown, effective_params, load_results,
+                      not_run_note)
 
 TABLE_METRICS = ("pAcc", "mIoU(S)", "mIoU(U)", "hIoU")
 # rows of each table: the registry parameters that tell them apart, and the metrics shown
@@ -105,6 +106,7 @@ class Report:
     problems: list[str] = field(default_factory=list)
     expected: int = 0
     found: int = 0
+    quick: bool = False  # the -quick runs of `reproduce --quick` (random weights, tests)
 
     @property
     def ran(self) -> bool:
@@ -114,9 +116,10 @@ class Report:
     def status(self) -> str:
         """One line: profile, runs found, seeds per row."""
         if not self.ran:
-            return self.note or not_run_note(self.profile, self.table)
+            return self.note or not_run_note(self.profile, self.table, self.quick)
         seeds = sorted(set(self.numeric["n"][self.numeric["n"] > 0]))
-        return (f"profile `{self.profile}`: {self.found} of {self.expected} runs of {self.table} have results "
+        return (f"profile `{self.profile}`{' (quick runs)' if self.quick else ''}: {self.found} of {self.expected} "
+                f"runs of {self.table} have results "
                 f"(seeds per row: {', '.join(map(str, seeds))}; mean ± sample std where n > 1), "
                 f"read from {self.results_dir}")
 
@@ -179,10 +182,11 @@ def _isnan(v: Any) -> bool:
 
 
 def table_report(table: str, profile: str = "mini", results_dir: str | Path = "results", registry: Any = None,
-                 entries: Sequence | None = None) -> Report:
+                 entries: Sequence | None = None, quick: bool = False) -> Report:
     """The reproduced ``table`` (table2, table4, table5, table6, table7, figure1) of ``profile`` beside the paper.
 
-    ``entries`` replaces the registry lookup (tests). Rows follow the registry order.
+    ``entries`` replaces the registry lookup (tests). Rows follow the registry order. ``quick``: the results of
+    ``reproduce --quick`` (``<id>-quick``) instead of the real runs, flagged as such in the note.
     """
     if table not in REPORT_TABLES:
         raise ValueError(f"no report for {table!r}; choose one of {sorted(REPORT_TABLES)}")
@@ -191,7 +195,7 @@ def table_report(table: str, profile: str = "mini", results_dir: str | Path = "r
     resolved = _resolve(results_dir)
     note = None
     if entries is None:
-        entries, note = _entries(profile, table, registry)
+        entries, note = _entries(profile, table, registry, quick)
     results, problems = load_results(resolved, profile, "runs")
     found, stale = _match(entries, results)
     numeric = aggregate(entries, found, metrics, by)
@@ -204,28 +208,30 @@ def table_report(table: str, profile: str = "mini", results_dir: str | Path = "r
         frame[f"paper {m}"] = ["—" if _isnan(v) else f"{v:.1f}" for v in numeric[f"paper {m}"]]
     expected, n_found = len(entries), len(found)
     if entries and n_found == 0:
-        note = not_run_note(profile, table)
+        note = not_run_note(profile, table, quick)
     elif entries and n_found < expected:
         missing = [e.id for e in entries if e.id not in found]
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         note = (f"{len(missing)} of {expected} runs have no result yet ({shown}) — "
-                f"python -m zegclip reproduce --profile {profile} --only {table}")
+                f"python -m zegclip reproduce --profile {profile} --only {table}{' --quick' if quick else ''}")
+    if quick and n_found:
+        note = QUICK_NOTE + (f" {note}" if note else "")
     return Report(table, profile, _shown(resolved), metrics, by, numeric, frame, note, problems + stale, expected,
-                  n_found)
+                  n_found, quick)
 
 
 # ------------------------------------------------------------------------------------------ per-class IoU
 def per_class_frame(profile: str = "mini", results_dir: str | Path = "results", table: str = "figure5",
                     split: str | None = "unseen", registry: Any = None,
-                    entries: Sequence | None = None) -> tuple[pd.DataFrame, list[str], str | None]:
+                    entries: Sequence | None = None, quick: bool = False) -> tuple[pd.DataFrame, list[str], str | None]:
     """Per-class IoU (mean and sample std over seeds) of the runs of ``table``: (frame, problems, note).
 
     Frame columns: dataset, setting, class, id, split, IoU, IoU std, n. ``split`` keeps only seen/unseen classes.
-    ``note`` is the not-run line when no run has a result.
+    ``note`` is the not-run line when no run has a result. ``quick``: the ``-quick`` runs (see :func:`table_report`).
     """
     missing_note = None
     if entries is None:
-        entries, missing_note = _entries(profile, table, registry)
+        entries, missing_note = _entries(profile, table, registry, quick)
     results, problems = load_results(results_dir, profile, "runs")
     found, stale = _match(entries, results)
     rows = []
@@ -242,7 +248,7 @@ def per_class_frame(profile: str = "mini", results_dir: str | Path = "results", 
                          "id": cs[0].get("id"), "split": cs[0].get("split"), "IoU": mean, "IoU std": std,
                          "n": len(cs)})
     frame = pd.DataFrame(rows, columns=["dataset", "setting", "class", "id", "split", "IoU", "IoU std", "n"])
-    note = missing_note or (not_run_note(profile, table) if not found else None)
+    note = missing_note or (not_run_note(profile, table, quick) if not found else None)
     return frame, problems + stale, note
 
 
