@@ -151,12 +151,12 @@ def run_controls(preset: str = "mini-voc", seeds: int = 3, results_dir: str | Pa
     from ..engine.results import environment
     from ..mini.diagnose import patch_oracle
 
-    from .registry import Entry
+    from .registry import quick_entry
 
     results_dir = Path(results_dir)
     entries = controls_entries(preset, seeds, registry)
     if quick:
-        entries = [Entry(e.id + "-quick", e.notebook, {**e.params, "quick": True}, e.tables) for e in entries]
+        entries = [quick_entry(e) for e in entries]
     todo = [e for e in entries if force or not is_done(e, results_dir)]
     zero_shot = None
     if not quick:
