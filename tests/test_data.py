@@ -13,17 +13,10 @@ from torchvision import tv_tensors
 from conftest import shared_path
 from zegclip.model.config import NORMALIZATIONS
 from zegclip.data import load_class_split
-from zegclip.data.datasets import (
-    build_dataset,
-    check_dataset,
-    coco_stuff,
-    context,
-    folder,
-    read_class_names,
-    voc,
-    voc_color_to_index,
-    voc_palette,
-)
+from zegclip.data.checks import check_dataset
+from zegclip.data.datasets import build_dataset, coco_stuff, context, folder, voc
+from zegclip.data.files import read_class_names
+from zegclip.data.palettes import voc_color_to_index, voc_palette
 from zegclip.data.transforms import (
     PhotoMetricDistortion,
     RandomCropCatMax,
@@ -214,6 +207,26 @@ def test_missing_root_and_split_list(tmp_path, voc_root):
         voc(voc_root, "val")
     with pytest.raises(ValueError, match="unknown dataset"):
         build_dataset("ade", voc_root)
+
+
+def test_root_finders_accept_every_level(tmp_path):
+    from zegclip.data.roots import sbd_root, voc2010_root, voc2012_root
+
+    for finder, inner, levels in [
+        (voc2012_root, "VOCdevkit/VOC2012", ("", "VOCdevkit", "VOCdevkit/VOC2012")),
+        (voc2010_root, "VOCdevkit/VOC2010", ("", "VOCdevkit", "VOCdevkit/VOC2010")),
+        (sbd_root, "benchmark_RELEASE/dataset", ("", "benchmark_RELEASE", "benchmark_RELEASE/dataset")),
+    ]:
+        top = tmp_path / finder.__name__
+        marker = "cls" if finder is sbd_root else "JPEGImages"
+        (top / inner / marker).mkdir(parents=True)
+        for level in levels:
+            assert finder(top / level) == top / inner
+        with pytest.raises(FileNotFoundError, match=f"no {marker}/ in .*empty, .* or "):
+            (tmp_path / "empty").mkdir(exist_ok=True)
+            finder(tmp_path / "empty")
+        with pytest.raises(FileNotFoundError, match="folder not found: .*nowhere"):
+            finder(tmp_path / "nowhere")
 
 
 def test_image_without_label(voc_root):
@@ -609,7 +622,7 @@ def test_real_voc_samples_through_voc_val_path(tmp_path):
 
 
 def test_one_label_palette_for_predictions_and_sample_pngs():
-    from zegclip.data.datasets import class_colours, png_palette
+    from zegclip.data.palettes import class_colours, png_palette
 
     colours = class_colours(3)
     assert colours.tolist() == [[128, 0, 0], [0, 128, 0], [128, 128, 0]]  # VOC's aeroplane, bicycle, bird

@@ -72,6 +72,16 @@ def test_nothing_below_the_mini_world_imports_it():
     assert below == []
 
 
+def test_data_helpers_sit_below_the_datasets():
+    """File reading, label colours and root finding are leaves of the data layer: datasets, checks and the
+    converters use them, never the reverse (so that a palette or a reader never pulls in torch datasets)."""
+    leaves = {"zegclip.data.files", "zegclip.data.palettes", "zegclip.data.roots"}
+    assert leaves <= set(MODULES)
+    up = [f"{m} -> {d}" for m in sorted(leaves) for d in sorted(GRAPH[m])
+          if d.startswith("zegclip.data") and d != "zegclip.data.classes"]
+    assert up == []
+
+
 def test_no_import_cycles():
     graph = {m: {d for d in deps if d != "zegclip"} for m, deps in GRAPH.items() if m != "zegclip"}
     index: dict[str, int] = {}

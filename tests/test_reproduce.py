@@ -1,6 +1,7 @@
 """The experiment registry, run ids, skip/resume logic and papermill batch execution (reproduce)."""
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -142,6 +143,12 @@ def test_quick_batch_runs_skips_finished_work_and_records_failures(tmp_path, mon
     assert set(result["metrics"]) >= {"pAcc", "mIoU(S)", "mIoU(U)", "hIoU"}
     assert result["unseen"] == [0, 5, 10, 15, 16] and len(result["class_names"]) == 20
     assert result["environment"]["versions"]["torch"] and result["seed"] == 0
+    # what the run page and the runs index show: the training curve, its time, the machine and the date
+    training = result["training"]
+    assert training["iterations"] == result["config"]["train"]["iters"] and training["seconds"] > 0
+    assert training["log"][-1]["iter"] == training["iterations"] and {"loss", "lr"} <= set(training["log"][-1])
+    assert result["wall_seconds"] >= training["seconds"] and result["environment"]["cpu_count"] >= 1
+    assert datetime.datetime.fromisoformat(result["finished"]).tzinfo is not None
     sample = result["samples"][0]
     assert all((results / "mini" / sample[k]).is_file() for k in ("image", "label", "pred"))
     again = reproduce("mini", results_dir=results, quick=True, runs_only=True, registry=registry)

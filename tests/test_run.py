@@ -16,7 +16,7 @@ from conftest import SHARED_DATA, tiny_overrides
 from PIL import Image
 
 from zegclip.cli import main
-from zegclip.data.datasets import voc_color_to_index
+from zegclip.data.palettes import voc_color_to_index
 from zegclip.engine.run import load_run
 
 

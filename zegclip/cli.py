@@ -173,14 +173,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Convert official downloads into the standard layouts, or check a prepared dataset (--check)."""
-    from .data import datasets, prepare
+    from .data import checks, datasets, prepare
 
     if args.check:
         problems = []
         for split in args.splits.split(","):
             ds = datasets.build_dataset(args.dataset, args.root, split, strict=False)
             print(f"{args.dataset}/{split}: {len(ds)} items")
-            problems += datasets.check_dataset(ds)
+            problems += checks.check_dataset(ds)
         for p in problems:
             print(f"  problem: {p}")
         print(f"{len(problems)} problem(s)")

@@ -3,6 +3,7 @@ result file is valid (shared by ``reproduce`` and the reports)."""
 from __future__ import annotations
 
 import math
+import os
 import platform
 import sys
 from importlib import metadata
@@ -10,6 +11,18 @@ from importlib import metadata
 import torch
 
 _PACKAGES = ("torch", "torchvision", "open_clip_torch", "torchmetrics", "safetensors", "numpy", "zegclip")
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere), for the runs index."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def environment() -> dict:
@@ -24,6 +37,8 @@ def environment() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
         "versions": versions,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +174,7 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     """
     from ..engine.run import evaluate_run, run_from_dict
 
+    t0 = time.perf_counter()
     p = normalise_params(params)
     ident = run_id_ or run_id(p)
     runs_root = Path(runs_root) if runs_root is not None else runs_root_for(results_dir)
@@ -211,11 +214,24 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     if p["samples"]:
         result["samples"] = save_samples(evaluated, final, Path(results_dir) / p["profile"], ident, p["samples"],
                                          data_key=evaluated.data.dataset + ("-quick" if p["quick"] else ""))
+    result["training"] = training_record(Path(train.output_dir))
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    result["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     from ..engine.results import expected_nulls
 
     result = _json_ready(result)
     write_json_atomic(path, result, expected=expected_nulls(result))
     return result
+
+
+def training_record(run_dir: Path) -> dict:
+    """What a run page shows of the training: its loss/lr log (``log.jsonl``, one record per ``log_every``
+    iterations) and ``train_summary.json``'s seconds, iterations and device. Empty fields when absent (a run trained
+    before these were kept, or an evaluation-only entry)."""
+    log_path, summary_path = run_dir / "log.jsonl", run_dir / "train_summary.json"
+    log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.is_file() else []
+    summary = json.loads(summary_path.read_text()).get("summary", {}) if summary_path.is_file() else {}
+    return {"log": log, **{k: summary.get(k) for k in ("seconds", "iterations", "resumed_from", "device", "amp")}}
 
 
 def runs_root_for(results_dir: str | Path) -> Path:
@@ -280,7 +296,7 @@ def save_samples(run, checkpoint, profile_dir: Path, ident: str, count: int, dat
     from PIL import Image
 
     from ..engine.checkpoint import load_weights
-    from ..data.datasets import png_palette
+    from ..data.palettes import png_palette
     from ..data.transforms import normalization_stats
     from ..engine.run import build_run_dataset, build_run_model
 
@@ -354,4 +370,4 @@ def is_done(entry: Entry, results_dir: str | Path) -> bool:
 
 
 __all__ = ["mini_spec", "paper_spec", "run_spec", "eval_spec", "execute_run", "runs_root_for", "save_samples",
-           "is_done", "training_dirs", "QUICK_PAPER"]
+           "is_done", "training_dirs", "training_record", "QUICK_PAPER"]

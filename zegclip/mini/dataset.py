@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..data.classes import ClassSplit
-from ..data.datasets import ClassSplitMixin, make_item
+from ..data.segmentation import ClassSplitMixin, make_item
 from .grammar import WORLD_NAMES, World, get_world
 from .render import GENERATOR_VERSION, render_scene
 
@@ -19,7 +19,7 @@ __all__ = ["MiniSegmentation", "register_datasets", "render_speed"]
 
 class MiniSegmentation(ClassSplitMixin, torch.utils.data.Dataset):
     """Generated scenes of a mini world as a segmentation dataset (same item format as
-    :class:`zegclip.data.datasets.SegmentationDataset`).
+    :class:`zegclip.data.segmentation.SegmentationDataset`).
 
     ``split="train"`` and ``"val"`` use disjoint seed streams (``2 * seed`` and ``2 * seed + 1``); default sizes
     2000 and 200. ``"val"`` holds the evaluation scenes that every table reports; ``"calib"`` (stream

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..data.classes import ClassSplit, load_class_split
-from ..data.datasets import ClassSplitMixin
+from ..data.segmentation import ClassSplitMixin
 
 __all__ = [
     "COLOURS",

@@ -141,7 +141,7 @@ def _edges(label: np.ndarray) -> np.ndarray:
 def _write_voc(out: Path, n: int, world: World) -> dict[str, list[str]]:
     from scipy import sparse
 
-    from ..data.datasets import voc_palette
+    from ..data.palettes import voc_palette
 
     lut = _lut(world, class_map(world, "voc") + 1, 0)  # raw VOC: 0 background, k + 1 for class k
     palette = voc_palette(256).reshape(-1).tolist()
