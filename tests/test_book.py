@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import urlopen
 
 import pytest
@@ -35,7 +35,8 @@ REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "tab
 PAGES = REPORTS + ("walkthrough",)
 # The environment of the session, before any fixture changes it (the notebooks need the real mini-CLIP cache).
 ENV = dict(os.environ)
-SCREENSHOT_PAGES = ("book/method.html", "book/generated/table2.html", "book/generated/walkthrough.html")
+SCREENSHOT_PAGES = ("book/method.html", "book/generated/table2.html", "book/generated/walkthrough.html",
+                    "book/generated/runs.html", "book/generated/runs/mini-voc-dpt-nel-rd-inductive-s0.html")
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -173,7 +174,7 @@ def chromium() -> str:
 def book(tmp_path_factory) -> Path:
     """Build the book into a temporary --path-output (zero warnings allowed); returns the html folder."""
     missing = [n for n in PAGES if not (GENERATED / f"{n}.ipynb").is_file()]
-    if missing:
+    if missing or not (GENERATED / "runs.md").is_file():  # the run pages come with the reports
         execute_reports(missing)
         still = [n for n in PAGES if not (GENERATED / f"{n}.ipynb").is_file()]
         assert not still, f"executed notebooks still missing from book/generated/: {still}"
@@ -276,6 +277,68 @@ def test_text_pages_render(book, server, browser):
                 .get("papermill", {}).get("parameters", {}).get("profile") for n in PAGES}
     for profile in profiles - {None}:
         assert profile in match.group(1), (profile, match.group(1))
+
+
+def test_internal_links_resolve(book):
+    """Every internal link and resource of every page exists, and every #anchor has its target (no 404 in the book;
+    the theme's own template fragments in _static/ are not pages)."""
+    anchors: dict[Path, set[str]] = {}
+
+    def targets(path: Path) -> set[str]:
+        if path not in anchors:
+            anchors[path] = set(re.findall(r'\b(?:id|name)="([^"]+)"', path.read_text(encoding="utf-8")))
+        return anchors[path]
+
+    broken, checked = [], 0
+    for page in sorted(p for p in book.rglob("*.html") if "_static" not in p.relative_to(book).parts):
+        text = page.read_text(encoding="utf-8")
+        for url in re.findall(r'<(?:a|link|img|script|source)\b[^>]*?\b(?:href|src)="([^"]*)"', text):
+            parts = urlsplit(html_lib.unescape(url))
+            if parts.scheme or parts.netloc or not url:
+                continue
+            checked += 1
+            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+            target = target / "index.html" if target.is_dir() else target
+            if not target.is_file():
+                broken.append(f"{page.relative_to(book)}: {url} (no such file)")
+            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in targets(target):
+                broken.append(f"{page.relative_to(book)}: {url} (no such anchor)")
+    assert checked > 1000 and not broken, f"{len(broken)} broken of {checked} internal links:\n" + "\n".join(broken[:20])
+
+
+@pytest.mark.parametrize("name", [n for n in REPORTS if n.startswith("table") and n != "table3"] + ["figure1"])
+def test_results_cells_link_to_run_pages(name, book):
+    """Each reproduced cell of a results table links to the page of its run (or of each seed's run)."""
+    page = book / "book" / "generated" / f"{name}.html"
+    tables = "".join(re.findall(r"<table\b.*?</table>", page.read_text(encoding="utf-8"), flags=re.S))
+    links = re.findall(r'href="(runs/[^"#]+\.html)"', tables)
+    if has_results(name):
+        assert links, f"{name}: results but no cell links to a run page"
+    for link in links:
+        assert (page.parent / link).is_file(), f"{name}: {link} has no page"
+
+
+def test_run_page_and_runs_index(book):
+    """A run page shows its configuration (diff and full), per-class IoU, the rerun command and, when its result kept
+    the training log, the loss curves; the runs index lists every run with its machine and time."""
+    generated = book / "book" / "generated"
+    index = generated / "runs.html"
+    assert index.is_file(), "the runs index page is missing"
+    text = visible_text(index.read_text(encoding="utf-8"))
+    assert "Runs and their times" in text and re.search(r"\d+ of \d+ runs have a result", text)
+    pages = sorted((generated / "runs").glob("*.html"))
+    assert pages, "no run pages"
+    for page in pages:
+        if page.stem == "none":
+            continue
+        dom = page.read_text(encoding="utf-8")
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", dom))  # highlighted code is split into spans
+        for part in ("Metrics", "Configuration", "full resolved configuration", "Per-class IoU",
+                     f"--only {page.stem.removesuffix('-quick')} --force"):
+            assert part in text, f"{page.name}: no {part!r}"
+        result = REPO / "results" / "mini" / "runs" / f"{page.stem}.json"
+        if result.is_file() and (json.loads(result.read_text()).get("training") or {}).get("log"):
+            assert f"{page.stem}-curves.png" in dom, f"{page.name}: its result kept a training log, but no curves"
 
 
 def test_screenshots(book, server, browser, tmp_path):

@@ -94,6 +94,72 @@ def test_mean_and_sample_std_over_seeds(tmp_path):
     assert rep.numeric.set_index("variant").loc["Fix", "paper hIoU"] == 26.5
 
 
+def test_every_reproduced_cell_links_to_its_runs(tmp_path):
+    """A mean over seeds links each seed's run page; a single seed links its one page; a missing run links nothing."""
+    entries = seeds_entries("DPT+NEL+RD") + seeds_entries("Fix", seeds=(0,)) + seeds_entries("DPT", seeds=(0,))
+    for e in entries[:4]:
+        write(tmp_path, fake_result(e.id, e.params, {"hIoU": 20.0 + e.params["seed"]}))
+    rep = report.table_report("table5", "mini", tmp_path, entries=entries)
+    cells = rep.linked().set_index("variant")["hIoU"]
+    assert re.findall(r'href="runs/([^"]+)\.html"', cells["DPT+NEL+RD"]) == [e.id for e in entries[:3]]
+    assert cells["DPT+NEL+RD"].startswith("21.0 ± 1.0 <sup")
+    assert cells["Fix"] == f'<a href="runs/{entries[3].id}.html" title="{entries[3].id}">20.0</a>'
+    assert cells["DPT"] == "not run"
+    html = rep.html()
+    assert html.count('<a href="runs/') == 4 * len(rep.metrics) and "&lt;a" not in html  # links, not escaped text
+
+
+def test_run_pages_and_runs_index(tmp_path):
+    """One page per run with a result (configuration diff, curves when the log was kept, per-class IoU, confusion
+    heat map, rerun command); the index lists every run with its status, wall time, machine and date."""
+    from zegclip.experiments.report.runpages import write_run_pages
+
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(json.dumps({
+        "version": 1, "profiles": {"mini": {"defaults": {"dataset": "mini-voc"}}, "paper": {"defaults": {}}},
+        "groups": {"mini": [{"tables": ["table5"], "matrix": {"variant": ["Fix"], "seed": [0, 1, 2]}}], "paper": []}}))
+    from zegclip.experiments.registry import expand
+    from zegclip.experiments.runs import run_spec
+    from zegclip.engine.run import run_from_dict
+    from zegclip.mini.render import GENERATOR_VERSION
+
+    e0, e1, e2 = expand("mini", registry=registry)
+    results = tmp_path / "results"
+    for e, gen in ((e0, GENERATOR_VERSION), (e1, GENERATOR_VERSION - 1)):
+        config = json.loads(json.dumps(run_from_dict(run_spec(e.params, "runs")).to_dict(), default=str))
+        config["data"]["options"]["generator"] = gen
+        r = fake_result(e.id, e.params)
+        r.update(config=config, confmat=[[5, 1, 0, 0, 0], [0, 6, 0, 0, 0], [0, 0, 7, 0, 0], [0, 0, 0, 8, 1],
+                                         [0, 0, 0, 2, 9]], wall_seconds=125.0, finished="2026-12-06T23:00:00+00:00",
+                 environment={"cpu": "Test CPU", "cpu_count": 2, "torch_threads": 1, "versions": {"torch": "x"}},
+                 training={"log": [{"iter": 50, "lr": 1e-3, "loss": 2.0, "time": 1.0},
+                                   {"iter": 100, "lr": 5e-4, "loss": 1.0, "time": 2.0}],
+                           "seconds": 100.0, "iterations": 100, "device": "cpu", "amp": "off"})
+        write(results, r)
+    generated = tmp_path / "generated"
+    pages = write_run_pages("mini", results, generated, registry=registry)
+    assert pages == [generated / "runs" / f"{e0.id}.md"]
+    page = pages[0].read_text()
+    assert f"--only {e0.id} --force" in page and "Test CPU, 2 cores, 1 thread" in page and "2 min 05 s" in page
+    assert f"![loss and learning rate of {e0.id}]({e0.id}-curves.png)" in page
+    assert (generated / "runs" / f"{e0.id}-curves.png").read_bytes().startswith(b"\x89PNG")
+    assert (generated / "runs" / f"{e0.id}-confusion.png").read_bytes().startswith(b"\x89PNG")
+    # the default run of the registry is mini-voc DPT+NEL+RD: this Fix run differs in the encoder, at least
+    # against the profile's default run (mini-voc DPT+NEL+RD): Fix freezes the encoder, without NEL and RD
+    assert "What differs from the profile's default run (5 fields" in page
+    assert "| `model.config.encoder.mode` | `fix` | `dpt` |" in page
+    assert "| `model.config.query_format` | `t` | `[t*g,t]` |" in page
+    assert "| red circle | seen | 0.0 | 50.0 | 100 |" in page and "```json" in page
+    index = (generated / "runs.md").read_text()
+    assert f"[`{e0.id}`](runs/{e0.id}.md) | table5 | done | 2 min 05 s | Test CPU, 2 cores, 1 thread | 2026-12-06 |" in index
+    assert f"| `{e1.id}` | table5 | stale (mini world v{GENERATOR_VERSION - 1}, now v{GENERATOR_VERSION}) |" in index
+    assert f"| `{e2.id}` | table5 | not run |" in index
+    # rewritten from scratch: a page whose result is gone disappears
+    (results / "mini" / "runs" / f"{e0.id}.json").unlink()
+    assert write_run_pages("mini", results, generated, registry=registry) == []
+    assert sorted(p.name for p in (generated / "runs").iterdir()) == ["none.md"]
+
+
 def test_partial_seeds_nan_metrics_and_single_seed(tmp_path):
     entries = seeds_entries("DPT")
     write(tmp_path, fake_result(entries[0].id, entries[0].params, {"hIoU": 12.0, "mIoU(U)": float("nan")}))

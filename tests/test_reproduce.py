@@ -84,6 +84,8 @@ def test_registry_errors_name_the_problem(tmp_path):
         expand("gpu")
     with pytest.raises(ValueError, match="unknown table/figure"):
         expand("mini", only=["table8"])
+    # a run id selects that run alone (`reproduce --only <run id> --force` reruns one run)
+    assert [e.id for e in expand("mini", only=["mini-voc-fix-inductive-s0"])] == ["mini-voc-fix-inductive-s0"]
     with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
         load_registry(tmp_path / "nowhere.yaml")
 

@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_mini)
     p = sub.add_parser("reproduce", help="run the experiment registry (papermill) and the table/figure notebooks")
     p.add_argument("--profile", default="mini", help="mini (CPU, the mini world) or paper (GPU, real data)")
-    p.add_argument("--only", default=None, help="comma-separated tables/figures, e.g. table5,figure1")
+    p.add_argument("--only", default=None, help="comma-separated tables/figures or run ids, e.g. table5,figure1 or mini-voc-fix-inductive-s0")
     p.add_argument("--jobs", type=at_least(1), default=1, help="runs executed at the same time")
     p.add_argument("--results-dir", default="results", help="results root (results/<profile>/...)")
     p.add_argument("--book-dir", default=None,

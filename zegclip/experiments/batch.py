@@ -199,6 +199,15 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
                 summary["reports"][name] = f"failed: {_one_line(exc)}"
                 summary["failed"][name] = summary["reports"][name]
             print(f"notebook {name:<12} {time.perf_counter() - t0:5.0f}s  {summary['reports'][name]}", flush=True)
+        if not only or tables:
+            from .report.runpages import write_run_pages
+
+            # a page per run and the runs index, after the notebooks (the index lists their execution times)
+            t0 = time.perf_counter()
+            pages = write_run_pages(profile, results_dir, generated, quick=quick and not reports_only,
+                                    registry=registry)
+            summary["reports"]["runs"] = f"ok ({len(pages)} run pages)"
+            print(f"{'run pages':<21} {time.perf_counter() - t0:5.0f}s  {summary['reports']['runs']}", flush=True)
     write_json_atomic(results_dir / profile / "reproduce.json", {**summary, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return summary
 

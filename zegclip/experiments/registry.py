@@ -191,15 +191,12 @@ def quick_entry(entry: Entry) -> Entry:
 
 def expand(profile: str, only: Iterable[str] | None = None, registry: dict | str | Path | None = None,
            quick: bool = False) -> list[Entry]:
-    """The distinct runs of ``profile`` (optionally only those read by the tables in ``only``), in registry order;
-    ``quick``: their :func:`quick_entry` counterparts."""
+    """The distinct runs of ``profile`` (optionally only those read by the tables in ``only``, or named there by
+    run id), in registry order; ``quick``: their :func:`quick_entry` counterparts."""
     reg = registry if isinstance(registry, dict) else load_registry(registry)
     if profile not in reg["profiles"]:
         raise ValueError(f"unknown profile {profile!r}; registry profiles: {sorted(reg['profiles'])}")
     only = set(only or ())
-    bad = only - set(REPORTS)
-    if bad:
-        raise ValueError(f"unknown table/figure {sorted(bad)}; known: {list(REPORTS)}")
     defaults = dict(reg["profiles"][profile].get("defaults") or {})
     entries: dict[str, Entry] = {}
     for group in reg["groups"].get(profile) or []:  # all groups first: a run's params merge over every table
@@ -225,7 +222,12 @@ def expand(profile: str, only: Iterable[str] | None = None, registry: dict | str
                 entries[ident] = Entry(ident, notebook, merged, tuple(dict.fromkeys(old.tables + tables)))
             else:
                 entries[ident] = Entry(ident, notebook, params, tables)
-    return [quick_entry(e) if quick else e for e in entries.values() if not only or only & set(e.tables)]
+    bad = only - set(REPORTS) - set(entries)
+    if bad:
+        raise ValueError(f"unknown table/figure or run id {sorted(bad)}; known tables: {list(REPORTS)} "
+                         f"(`reproduce --list` shows the run ids)")
+    return [quick_entry(e) if quick else e for e in entries.values()
+            if not only or only & set(e.tables) or e.id in only]
 
 
 def runs_for(profile: str, table: str, registry: dict | str | Path | None = None, quick: bool = False) -> list[Entry]:

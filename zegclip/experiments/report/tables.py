@@ -51,7 +51,8 @@ def aggregate(entries: Sequence, results: Sequence[dict] | dict[str, dict], metr
 
     ``results``: loaded results (matched to entries by file name) or a dict id -> result. Columns: the ``by``
     parameters (effective values, e.g. the variant's own query format), ``n`` (seeds with a result),
-    ``n_expected``, ``seeds``, and per metric its mean and ``"<metric> std"`` (sample std, NaN for n < 2).
+    ``n_expected``, ``seeds``, per metric its mean and ``"<metric> std"`` (sample std, NaN for n < 2), ``ids`` (the
+    group's entries) and ``found`` (those with a result: the runs behind the row's numbers).
     """
     if not isinstance(results, dict):
         results, _ = _match(entries, results)
@@ -61,11 +62,12 @@ def aggregate(entries: Sequence, results: Sequence[dict] | dict[str, dict], metr
         row: dict[str, Any] = {b: p.get(b) for b in by}
         row.update(n=len(have), n_expected=len(members),
                    seeds=[r.get("seed", e.params.get("seed")) for e in members if (r := results.get(e.id))],
-                   ids=[e.id for e in members], params=p)
+                   ids=[e.id for e in members], found=[e.id for e in members if e.id in results], params=p)
         for m in metrics:
             row[m], row[f"{m} std"] = _mean_std(r["metrics"].get(m) for r in have)
         rows.append(row)
-    columns = [*by, "n", "n_expected", "seeds", *[c for m in metrics for c in (m, f"{m} std")], "ids", "params"]
+    columns = [*by, "n", "n_expected", "seeds", *[c for m in metrics for c in (m, f"{m} std")], "ids", "found",
+               "params"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -143,12 +145,32 @@ class Report:
     def _repr_markdown_(self) -> str:
         return self.markdown()
 
+    def linked(self) -> pd.DataFrame:
+        """:attr:`frame` with each reproduced cell as HTML linked to the page of its run (or of each seed's run):
+        the book's run pages, ``runs/<run id>.html`` beside the report page."""
+        from .runpages import run_link
+
+        out = self.frame.copy()
+        for m in self.metrics:
+            out[m] = [run_link(str(text), ids) for text, ids in zip(self.frame[m], self.numeric["found"])]
+        return out
+
     def show(self) -> None:
-        """Display the status line and problems (Markdown) and the table (a DataFrame) in a notebook."""
-        from IPython.display import Markdown, display
+        """Display the status line and problems (Markdown) and the table (HTML, each reproduced cell linked to its
+        run's page) in a notebook."""
+        from IPython.display import HTML, Markdown, display
 
         display(Markdown("\n\n".join(self._head(code=True))))
-        display(self.frame.set_index(list(self.by)) if self.by else self.frame)
+        display(HTML(self.html()))
+
+    def html(self, columns: Sequence[str] | None = None) -> str:
+        """The table as HTML (``columns``: a subset, e.g. ``["variant", "n", "hIoU", "paper hIoU"]``), each
+        reproduced cell linked to its run's page; the ``by`` columns form the index when all are shown."""
+        frame = self.linked()
+        if columns is not None:
+            return frame[list(columns)].to_html(escape=False, index=False, na_rep="")
+        frame = frame.set_index(list(self.by)) if self.by else frame
+        return frame.to_html(escape=False, index=bool(self.by), na_rep="")
 
     def row(self, **where: Any) -> pd.Series | None:
         """The numeric row whose ``by`` values match ``where`` (None if absent)."""
