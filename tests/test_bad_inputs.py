@@ -354,8 +354,9 @@ def test_reproduce_finds_its_project_from_the_working_directory(tmp_path, monkey
     assert written == [tmp_path / "book-out" / "table5.ipynb"]
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("notebook ")]
     assert len(line) == 1 and line[0].split()[1] == "table5" and line[0].endswith("s  ok")  # one line per notebook
+    # besides the (mocked) notebook: the run pages, the claims and the summary, nothing else and nowhere else
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
-        "results/mini/reproduce.json"]
+        "book-out/claims.md", "book-out/runs.md", "book-out/runs/none.md", "results/mini/reproduce.json"]
 
 
 def test_non_finite_images_are_rejected():

@@ -160,6 +160,46 @@ def test_run_pages_and_runs_index(tmp_path):
     assert sorted(p.name for p in (generated / "runs").iterdir()) == ["none.md"]
 
 
+def test_noise_rule():
+    """Welch's t-test at 5 %: resolved in the paper's direction, against it, within noise, one seed, not run."""
+    from scipy.stats import t as student_t
+
+    from zegclip.experiments.report.claims import verdict, welch_p
+
+    # equal spreads and n: Welch's df is 2(n - 1) = 4 and t = 5 / sqrt(2/3)
+    assert welch_p(10.0, 1.0, 3, 5.0, 1.0, 3) == pytest.approx(2 * student_t.sf(5.0 / math.sqrt(2 / 3), 4))
+    assert verdict((10.0, 1.0, 3), (5.0, 1.0, 3))[0] == "reproduced"
+    assert verdict((5.0, 1.0, 3), (10.0, 1.0, 3))[0] == "not reproduced"
+    assert verdict((10.0, 5.0, 3), (9.0, 5.0, 3))[0] == "unresolved within noise"
+    assert verdict((10.0, math.nan, 1), (5.0, 1.0, 3)) [0] == "unresolved (one seed)"
+    assert verdict((math.nan, math.nan, 0), (5.0, 1.0, 3))[0] == "not run"
+    assert verdict((9.0, 1.0, 3), (10.0, 1.0, 3), "not_lower")[0] == "reproduced"  # a drop within noise
+    assert verdict((5.0, 1.0, 3), (10.0, 1.0, 3), "not_lower")[0] == "not reproduced"
+    assert verdict((3.0, 0.0, 2), (2.0, 0.0, 2)) == ("reproduced", 0.0)  # no spread at all: any difference counts
+
+
+def test_claims_get_verdicts_from_the_numbers(tmp_path):
+    """Table 5's claims judged on fabricated seeds: NEL resolved up, FT-vs-Fix resolved the wrong way, RD not run."""
+    from zegclip.experiments.report.claims import verdicts, verdicts_markdown
+
+    entries = seeds_entries("Fix") + seeds_entries("Fix+NEL") + seeds_entries("FT")
+    values = {"Fix": (10.0, 60.0), "Fix+NEL": (20.0, 60.0), "FT": (10.0, 40.0)}  # (hIoU, mIoU(S)) + seed
+    for e in entries:
+        h, seen = values[e.params["variant"]]
+        write(tmp_path, fake_result(e.id, e.params, {"hIoU": h + e.params["seed"], "mIoU(S)": seen + e.params["seed"]}))
+    rep = report.table_report("table5", "mini", tmp_path, entries=entries)
+    table = verdicts(rep).set_index("claim")
+    nel = table.loc["NEL raises hIoU with the frozen encoder (Fix)"]
+    assert nel["verdict"] == "reproduced" and nel["higher value"] == "21.0 ± 1.0 (n=3)" and nel["difference"] == 10.0
+    ft = table.loc["Fine-tuning CLIP (FT) beats the frozen CLIP (Fix) on seen classes"]
+    assert ft["verdict"] == "not reproduced" and ft["direction"] == "against the paper"
+    assert table.loc["RD raises mIoU(U) on top of Fix+NEL", "verdict"] == "not run"
+    best = table.loc["ZegCLIP (DPT+NEL+RD) has the best hIoU of the twelve variants"]
+    assert best["verdict"] == "not run" and best["lower"] == "runner-up: Fix+NEL"
+    text = verdicts_markdown(rep)
+    assert "- **reproduced**: NEL raises hIoU with the frozen encoder (Fix)" in text and "Welch" in text
+
+
 def test_partial_seeds_nan_metrics_and_single_seed(tmp_path):
     entries = seeds_entries("DPT")
     write(tmp_path, fake_result(entries[0].id, entries[0].params, {"hIoU": 12.0, "mIoU(U)": float("nan")}))

@@ -217,6 +217,17 @@ def available_splits() -> list[str]:
     return sorted(p.name[: -len(".json")] for p in root.iterdir() if p.name.endswith(".json"))
 
 
+def read_text_file(path: Path, *, missing: Exception, unreadable: str) -> str:
+    """The UTF-8 text of ``path``. Raises ``missing`` if it is not a file and ValueError ``"{unreadable}: {error}"``
+    if it cannot be read or decoded. Shared with :func:`zegclip.data.files.read_class_names`."""
+    if not path.is_file():
+        raise missing
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{unreadable}: {e}") from None
+
+
 def _parse_json_text(text: str, origin: str) -> ClassSplit:
     try:
         data = json.loads(text)
@@ -236,10 +247,9 @@ def load_class_split(name_or_path: str | Path) -> ClassSplit:
         return _parse_json_text(resource.read_text(encoding="utf-8"), f"packaged split {key}.json")
 
     path = Path(name_or_path)
-    if not path.is_file():
-        raise ValueError(f"class split file {str(path)!r} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"class split file {str(path)!r} could not be read: {e}") from None
+    text = read_text_file(
+        path,
+        missing=ValueError(f"class split file {str(path)!r} does not exist"),
+        unreadable=f"class split file {str(path)!r} could not be read",
+    )
     return _parse_json_text(text, f"class split file {str(path)!r}")

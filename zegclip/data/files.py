@@ -6,11 +6,15 @@ that a bad dataset is reported by the path to fix.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from .classes import read_text_file
 
 __all__ = ["IMAGE_SUFFIXES", "read_image", "read_label", "read_class_names"]
 
@@ -18,17 +22,26 @@ PathLike = str | os.PathLike
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """An RGB image as a (H, W, 3) uint8 array; FileNotFoundError / ValueError naming the file."""
+@contextlib.contextmanager
+def _open_image(path: PathLike, kind: str, errors: tuple[type[BaseException], ...]) -> Iterator[Image.Image]:
+    """The loaded image at ``path``, open for the block: FileNotFoundError ``"{kind} file not found: {path}"`` if
+    it is not a file, and ValueError ``"cannot read {kind} {path}: ..."`` for any of ``errors`` raised while opening
+    or inside the block."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise FileNotFoundError(f"{kind} file not found: {path}")
     try:
         with Image.open(path) as im:
             im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
+            yield im
+    except errors as e:
+        raise ValueError(f"cannot read {kind} {path}: {e}") from None
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """An RGB image as a (H, W, 3) uint8 array; FileNotFoundError / ValueError naming the file."""
+    with _open_image(path, "image", (UnidentifiedImageError, OSError, SyntaxError, ValueError)) as im:
+        rgb = im.convert("RGB")
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -38,20 +51,15 @@ def read_label(path: PathLike) -> np.ndarray:
     Palette PNGs (VOC ``SegmentationClass``) are read as their indices, not their colours.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA"):
-                raise ValueError(
-                    f"label {path} is a {mode} image; expected a single-channel index mask (palette or grey PNG"
-                    " with class ids; convert VOC colour targets with voc_color_to_index)"
-                )
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"cannot read label {path}: {e}") from None
+    # ValueError is not among the errors wrapped here: the mode check below raises it with its own message.
+    with _open_image(path, "label", (UnidentifiedImageError, OSError, SyntaxError)) as im:
+        mode = im.mode
+        if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA"):
+            raise ValueError(
+                f"label {path} is a {mode} image; expected a single-channel index mask (palette or grey PNG"
+                " with class ids; convert VOC colour targets with voc_color_to_index)"
+            )
+        arr = np.asarray(im)
     if arr.ndim != 2:
         raise ValueError(f"label {path} has shape {arr.shape}; expected a single-channel (H, W) mask")
     return arr.astype(np.int64)
@@ -63,12 +71,11 @@ def read_class_names(path: PathLike) -> list[str]:
     Empty names (blank lines in the middle) and duplicates raise ValueError naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"class-name file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read class-name file {path}: {e}") from None
+    text = read_text_file(
+        path,
+        missing=FileNotFoundError(f"class-name file not found: {path}"),
+        unreadable=f"cannot read class-name file {path}",
+    )
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()

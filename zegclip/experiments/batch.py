@@ -206,6 +206,12 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
             t0 = time.perf_counter()
             pages = write_run_pages(profile, results_dir, generated, quick=quick and not reports_only,
                                     registry=registry)
+            from ..io import write_text_atomic
+            from .report.claims import claims_page
+
+            # the claims of every table with their verdicts, included by the book's results page
+            write_text_atomic(Path(generated) / "claims.md",
+                              claims_page(profile, results_dir, quick=quick and not reports_only))
             summary["reports"]["runs"] = f"ok ({len(pages)} run pages)"
             print(f"{'run pages':<21} {time.perf_counter() - t0:5.0f}s  {summary['reports']['runs']}", flush=True)
     write_json_atomic(results_dir / profile / "reproduce.json", {**summary, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -14,6 +14,8 @@ says so (``not run``) and never shows a number that was not measured.
 
 Modules (imports point down this list, never up):
 
+    runpages.py         a book page per run and the runs index (configuration, curves, machine, rerun command)
+    claims.py           the paper's claims (``claims.yaml``) and their verdicts by the stated noise rule
     figures.py          seaborn/matplotlib figures (Figures 1, 4, 5, bars beside the paper) and Figure 4's sample rows
     tables.py           aggregation over seeds, formatting, :class:`Report` / :func:`table_report`, per-class IoU, glue
     paper.py            the paper's numbers (``paper_numbers.yaml``) and the paper row matching a reproduced row
@@ -23,6 +25,7 @@ Modules (imports point down this list, never up):
 from __future__ import annotations
 
 from ...engine.results import METRICS, REQUIRED  # noqa: F401  (METRICS, REQUIRED re-exported)
+from .claims import NOISE_RULE, claims_overview, verdicts, verdicts_markdown
 from .figures import plot_ablation, plot_per_class, plot_samples, plot_vs_paper, sample_grid
 from .paper import PAPER_DATASET, paper_frame, paper_numbers, paper_table
 from .results import datasets_of, effective_params, entries_for, load_results, not_run_note, world_mismatch
@@ -34,4 +37,5 @@ __all__ = [
     "paper_table", "entries_for", "aggregate", "fmt", "format_frame", "not_run_note", "table_report",
     "per_class_frame", "sample_grid", "effective_params", "datasets_of", "unseen_gain", "plot_ablation",
     "plot_vs_paper", "plot_per_class", "plot_samples", "glue", "PAPER_DATASET", "world_mismatch",
+    "verdicts", "verdicts_markdown", "claims_overview", "NOISE_RULE",
 ]

@@ -1,0 +1,197 @@
+"""The paper's claims and a verdict for each, computed from the measured numbers by one stated noise rule.
+
+The claims (``claims.yaml`` beside this module) each compare two rows of a reproduced table: "row A is higher than
+row B on metric M". The **noise rule**:
+
+- both rows need at least two seeds (``n >= 2``); with fewer there is no estimate of the seed noise and the verdict
+  is ``unresolved (one seed)``;
+- the difference of the means is *resolved* when Welch's two-sided t-test (unequal variances, on the per-row mean,
+  sample std and n) gives p < 0.05; two rows without any spread (std 0) are resolved when their means differ;
+- ``reproduced``: resolved, in the paper's direction; ``not reproduced``: resolved, against it; ``unresolved
+  within noise``: not resolved. A "not lower" claim (kind ``not_lower``) is reproduced unless a drop is resolved.
+- ``higher than others``: compared with the runner-up, the other row with the highest mean.
+
+Rows without a result give ``not run``. Nothing here looks at the paper's numbers: the verdict is about the
+direction the paper states, measured in whatever world the profile runs in::
+
+    rep = table_report("table5", profile="mini")
+    verdicts(rep)            # DataFrame: claim, higher, lower, means ± std (n), difference, p, verdict
+"""
+from __future__ import annotations
+
+import importlib.resources
+import math
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+import yaml
+
+ALPHA = 0.05  # the significance level of the noise rule
+VERDICTS = ("reproduced", "not reproduced", "unresolved within noise", "unresolved (one seed)", "not run")
+NOISE_RULE = ("Welch's two-sided t-test at 5 % on the seeds' mean, sample std and n (n ≥ 2 per row); "
+              "a difference with p < 0.05 is resolved")
+
+
+@lru_cache(maxsize=1)
+def _claims_yaml() -> dict:
+    path = importlib.resources.files("zegclip.experiments.report") / "claims.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def claims(table: str) -> list[dict]:
+    """The paper's claims about ``table`` (empty for a table without comparative claims)."""
+    return list(_claims_yaml().get(table) or [])
+
+
+def welch_p(m1: float, s1: float, n1: int, m2: float, s2: float, n2: int) -> float:
+    """Two-sided p-value of Welch's t-test from summary statistics (NaN when n < 2 on either side).
+
+    >>> round(welch_p(10.0, 1.0, 3, 5.0, 1.0, 3), 4)
+    0.0036
+    """
+    if n1 < 2 or n2 < 2:
+        return math.nan
+    if s1 == 0 and s2 == 0:
+        return 0.0 if m1 != m2 else 1.0
+    from scipy.stats import ttest_ind_from_stats
+
+    return float(ttest_ind_from_stats(m1, s1, n1, m2, s2, n2, equal_var=False).pvalue)
+
+
+def verdict(higher: tuple[float, float, int], lower: tuple[float, float, int], kind: str = "higher") -> tuple[str, float]:
+    """(verdict, p) for "``higher`` is above ``lower``" with rows given as (mean, sample std, n)."""
+    (m1, s1, n1), (m2, s2, n2) = higher, lower
+    if n1 == 0 or n2 == 0 or not (math.isfinite(m1) and math.isfinite(m2)):
+        return "not run", math.nan
+    if n1 < 2 or n2 < 2:
+        return "unresolved (one seed)", math.nan
+    p = welch_p(m1, s1 if math.isfinite(s1) else 0.0, n1, m2, s2 if math.isfinite(s2) else 0.0, n2)
+    resolved = p < ALPHA
+    if kind == "not_lower":
+        return ("not reproduced" if resolved and m1 < m2 else "reproduced"), p
+    if not resolved:
+        return "unresolved within noise", p
+    return ("reproduced" if m1 > m2 else "not reproduced"), p
+
+
+def _stats(row: pd.Series | None, metric: str) -> tuple[float, float, int]:
+    if row is None:
+        return math.nan, math.nan, 0
+    n = int(row["n"])
+    return (float(row[metric]), float(row[f"{metric} std"]), n) if n else (math.nan, math.nan, 0)
+
+
+def _match(numeric: pd.DataFrame, where: dict) -> pd.DataFrame:
+    mask = pd.Series(True, index=numeric.index)
+    for k, v in where.items():
+        mask &= numeric[k].astype(object).map(lambda x, v=v: x == v or (x in (None, "-") and v is None))
+    return numeric[mask]
+
+
+def _cell(stats: tuple[float, float, int]) -> str:
+    m, s, n = stats
+    if n == 0:
+        return "not run"
+    return f"{m:.1f} ± {s:.1f} (n={n})" if n > 1 and math.isfinite(s) else f"{m:.1f} (n={n})"
+
+
+def _label(where: dict, by: tuple[str, ...]) -> str:
+    return ", ".join(str(where[k]) for k in by if k in where) or "?"
+
+
+def verdicts(rep: Any) -> pd.DataFrame:
+    """One row per claim of ``rep.table`` (a :class:`~zegclip.experiments.report.tables.Report`): claim, source,
+    metric, the two rows (labels and mean ± std (n)), difference of means, p and the verdict."""
+    rows = []
+    numeric = rep.numeric
+    for c in claims(rep.table):
+        metric, kind = c["metric"], c.get("kind", "higher")
+        each = c.get("each")
+        values = list(dict.fromkeys(numeric[each])) if each else [None]
+        for value in values:
+            scope = {each: value} if each else {}
+            hi_where = {**scope, **c["higher"]}
+            hi_rows = _match(numeric, hi_where)
+            if each and hi_rows.empty:
+                continue  # this dataset has no such row (e.g. a table's other half)
+            hi = hi_rows.iloc[0] if not hi_rows.empty else None
+            if c["lower"] == "others":
+                others = numeric.drop(hi_rows.index)
+                others = others[(others["n"] > 0) & others[metric].notna()]
+                if each:
+                    others = others[others[each] == value]
+                lo = others.loc[others[metric].idxmax()] if not others.empty else None
+                lo_label = ("runner-up: " + _label(lo.to_dict(), rep.by)) if lo is not None else "the other rows"
+            else:
+                lo_rows = _match(numeric, {**scope, **c["lower"]})
+                lo = lo_rows.iloc[0] if not lo_rows.empty else None
+                lo_label = _label({**scope, **c["lower"]}, rep.by)
+            a, b = _stats(hi, metric), _stats(lo, metric)
+            v, p = verdict(a, b, kind)
+            fields = hi.to_dict() if hi is not None else hi_where
+            rows.append({
+                "claim": c["text"].format(**{k: fields.get(k, "?") for k in rep.by}),
+                "source": c.get("source", ""), "metric": metric,
+                "higher": _label(hi_where, rep.by), "higher value": _cell(a),
+                "lower": lo_label, "lower value": _cell(b),
+                "difference": a[0] - b[0] if a[2] and b[2] else math.nan, "p": p, "verdict": v,
+                "direction": _direction(a, b, kind),
+            })
+    return pd.DataFrame(rows, columns=["claim", "source", "metric", "higher", "higher value", "lower", "lower value",
+                                       "difference", "p", "verdict", "direction"])
+
+
+def _direction(a: tuple[float, float, int], b: tuple[float, float, int], kind: str) -> str:
+    """Whether the means point the paper's way, whatever the noise ("—" without both rows)."""
+    if not (a[2] and b[2]):
+        return "—"
+    agrees = a[0] >= b[0] if kind == "not_lower" else a[0] > b[0]
+    return "as the paper" if agrees else "against the paper"
+
+
+def verdicts_markdown(rep: Any) -> str:
+    """The claims of a results page as Markdown: the rule, then one line per claim with its verdict."""
+    frame = verdicts(rep)
+    if frame.empty:
+        return f"The paper makes no comparative claim about {rep.table} that a verdict could test."
+    lines = [f"**The paper's claims, judged by the noise rule** ({NOISE_RULE}):", ""]
+    for _, r in frame.iterrows():
+        p = f", p = {r['p']:.3g}" if math.isfinite(r["p"]) else ""
+        way = "the paper's way" if r["direction"] == "as the paper" else "against the paper"
+        means = f"; the means point {way}" if r["verdict"] == "unresolved (one seed)" else ""
+        lines.append(f"- **{r['verdict']}**: {r['claim']} ({r['metric']}: {r['higher']} {r['higher value']} vs "
+                     f"{r['lower']} {r['lower value']}{p}{means}). *{r['source']}.*")
+    return "\n".join(lines)
+
+
+def claims_overview(profile: str = "mini", results_dir: Any = "results", quick: bool = False) -> pd.DataFrame:
+    """Every table's claims with their verdicts, for the results overview (column ``table`` added)."""
+    from .tables import table_report
+
+    frames = []
+    for table in _claims_yaml():
+        frame = verdicts(table_report(table, profile, results_dir, quick=quick))
+        frame.insert(0, "table", table)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def claims_page(profile: str = "mini", results_dir: Any = "results", quick: bool = False) -> str:
+    """MyST Markdown of the claims overview (``book/generated/claims.md``, included by the results page): a count
+    per verdict, then one row per claim linking its table's page."""
+    frame = claims_overview(profile, results_dir, quick)
+    counts = frame["verdict"].value_counts() if not frame.empty else pd.Series(dtype=int)
+    summary = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS)
+    lines = [f"Profile `{profile}`{' (quick runs)' if quick else ''}: {len(frame)} claims; {summary}. "
+             f"The noise rule: {NOISE_RULE}.", "",
+             "| table | claim | verdict | measured (mean ± std, n seeds) |", "|---|---|---|---|"]
+    for _, r in frame.iterrows():
+        way = f"<br>means {r['direction']}" if r["verdict"] == "unresolved (one seed)" else ""
+        lines.append(f"| {{doc}}`{r['table']} </book/generated/{r['table']}>` | {r['claim']} | **{r['verdict']}**{way} | "
+                     f"{r['metric']}<br>{r['higher value']}<br>vs {r['lower value']} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["claims", "verdict", "verdicts", "verdicts_markdown", "claims_overview", "claims_page", "welch_p", "ALPHA", "NOISE_RULE",
+           "VERDICTS"]
