@@ -200,6 +200,24 @@ def test_claims_get_verdicts_from_the_numbers(tmp_path):
     assert "- **reproduced**: NEL raises hIoU with the frozen encoder (Fix)" in text and "Welch" in text
 
 
+def test_efficiency_claims_from_a_bench_record():
+    """Table 3: exact counts decide the parameter and MAC claims; repeated timings go through the noise rule."""
+    from zegclip.experiments.report.claims import efficiency_verdicts
+
+    def method(stage, params, macs, times):
+        return {"stage": stage, "dataset": "voc", "trainable_params": params, "macs": macs,
+                "phases": {"forward": {"times_ms": times}}}
+
+    bench = {"run": "fx-bench", "methods": [method("one-stage", 14, 110, [10.0, 11.0, 12.0]),
+                                            method("two-stage", 60, 1800, [50.0, 51.0, 52.0])]}
+    frame = efficiency_verdicts([bench])
+    assert list(frame["verdict"]) == ["reproduced", "reproduced", "reproduced"]
+    bench["methods"][0]["phases"]["forward"]["times_ms"] = [10.0]
+    bench["methods"][0]["trainable_params"] = 70
+    frame = efficiency_verdicts([bench])
+    assert list(frame["verdict"]) == ["not reproduced", "reproduced", "unresolved (one repeat)"]
+
+
 def test_partial_seeds_nan_metrics_and_single_seed(tmp_path):
     entries = seeds_entries("DPT")
     write(tmp_path, fake_result(entries[0].id, entries[0].params, {"hIoU": 12.0, "mIoU(U)": float("nan")}))
