@@ -93,6 +93,8 @@ def test_paper_profile_quick_runs_every_entry_and_report(tmp_path, monkeypatch):
     # every report notebook ran; those the paper registry feeds (all but the mini world's calibration) show the
     # quick numbers: no "not run" line, a measured value in a table
     assert summary["reports"] == {name: "ok" for name in (*REPORTS, *LEARN)}
+    # a book page for every quick run, and the runs index
+    assert summary["run_pages"] == sum(e.notebook == "run" for e in entries) and (book / "runs.md").is_file()
     fed = {t for e in entries for t in e.tables}
     assert fed == set(REPORTS) - {"calibration"}
     for name in sorted(fed):

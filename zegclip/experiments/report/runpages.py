@@ -259,9 +259,9 @@ def runs_index(profile: str, entries: Sequence, found: dict[str, dict], stale: d
     done = sum(e.id in found for e in entries)
     timed = [found[e.id]["wall_seconds"] for e in entries if e.id in found and found[e.id].get("wall_seconds")]
     lines = ["# Runs and their times", "",
-             f"Profile `{profile}`: {done} of {len(entries)} runs have a result "
-             f"({_duration(sum(timed)) if timed else 'no wall time recorded'} in all for the {len(timed)} with a "
-             "recorded wall time). Each run links to its page: configuration, "
+             f"Profile `{profile}`: {done} of {len(entries)} runs have a result ("
+             + (f"{_duration(sum(timed))} of wall time in all for the {len(timed)} that recorded it"
+                if timed else "none recorded its wall time") + "). Each run links to its page: configuration, "
              "curves, per-class IoU and the command that reruns it. Wall time is that of training and evaluation "
              "together; runs measured before wall times were kept show `—`.", ""]
     rows = []
