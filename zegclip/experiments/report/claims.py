@@ -86,7 +86,7 @@ def _stats(row: pd.Series | None, metric: str) -> tuple[float, float, int]:
     return (float(row[metric]), float(row[f"{metric} std"]), n) if n else (math.nan, math.nan, 0)
 
 
-def _match(numeric: pd.DataFrame, where: dict) -> pd.DataFrame:
+def _rows_where(numeric: pd.DataFrame, where: dict) -> pd.DataFrame:
     mask = pd.Series(True, index=numeric.index)
     for k, v in where.items():
         mask &= numeric[k].astype(object).map(lambda x, v=v: x == v or (x in (None, "-") and v is None))
@@ -117,7 +117,7 @@ def verdicts(rep: Any, table: str | None = None) -> pd.DataFrame:
         for value in values:
             scope = {each: value} if each else {}
             hi_where = {**scope, **c["higher"]}
-            hi_rows = _match(numeric, hi_where)
+            hi_rows = _rows_where(numeric, hi_where)
             if each and hi_rows.empty:
                 continue  # this dataset has no such row (e.g. a table's other half)
             hi = hi_rows.iloc[0] if not hi_rows.empty else None
@@ -129,7 +129,7 @@ def verdicts(rep: Any, table: str | None = None) -> pd.DataFrame:
                 lo = others.loc[others[metric].idxmax()] if not others.empty else None
                 lo_label = ("runner-up: " + _label(lo.to_dict(), rep.by)) if lo is not None else "the other rows"
             else:
-                lo_rows = _match(numeric, {**scope, **c["lower"]})
+                lo_rows = _rows_where(numeric, {**scope, **c["lower"]})
                 lo = lo_rows.iloc[0] if not lo_rows.empty else None
                 lo_label = _label({**scope, **c["lower"]}, rep.by)
             a, b = _stats(hi, metric), _stats(lo, metric)
