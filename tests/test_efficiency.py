@@ -22,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import zegclip
 from zegclip.experiments import bench
+from zegclip.model.backbone import fusable_block, fused_block_forward
 from zegclip.model.decoder import CrossAttention
 from zegclip.experiments.bench.efficiency import _no_requires_grad, count_macs, math_attention, parameter_counts
 from zegclip.experiments.bench.twostage import build_two_stage
@@ -217,6 +218,131 @@ def test_model_fused_equals_math_path_eval_and_train(tiny_model):
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-3, msg=name)
 
 
+def _open_clip_block(width=64, heads=4, **kw):
+    from open_clip.transformer import QuickGELU, ResidualAttentionBlock
+
+    torch.manual_seed(0)
+    block = ResidualAttentionBlock(width, heads, act_layer=QuickGELU, **kw)
+    with torch.no_grad():  # non-trivial LayerNorm affines and biases
+        for p in block.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return block
+
+
+@pytest.mark.parametrize("kw", [{}, {"ls_init_value": 0.5}, {"batch_first": False}], ids=["plain", "layerscale", "seq-first"])
+def test_fused_block_equals_the_open_clip_block_call(kw):
+    """fused_block_forward (issue 15) == calling the open_clip block: eval (native fast path) and training (grads)."""
+    block = _open_clip_block(**kw).eval()
+    assert block.attn.dropout == 0.0 and fusable_block(block)  # CLIP attention has no dropout
+    x = torch.randn(2, 23, 64)
+    call = (lambda t: block(t)) if block.attn.batch_first else (lambda t: block(t.transpose(0, 1)).transpose(0, 1))
+    with torch.no_grad():
+        with _OpLog() as log:
+            plain = call(x)
+        if block.attn.batch_first:  # even heads, eval, no grad: the fast path this replaces
+            assert any("_native_multi_head_attention" in op for op in log.ops)
+        with _OpLog() as log:
+            fused = fused_block_forward(block, x)
+    assert any("_scaled_dot_product_flash_attention" in op for op in log.ops)
+    assert not any("softmax" in op or "bmm" in op or "_native_multi_head" in op for op in log.ops)
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # rows: outputs of the first tokens only, the rest (prompts) as keys/values
+        torch.testing.assert_close(fused_block_forward(block, x, rows=17), plain[:, :17], atol=1e-5, rtol=1e-5)
+    block.train().requires_grad_(True)
+    outs, grads = [], []
+    for fn in (call, lambda t: fused_block_forward(block, t)):
+        block.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_()
+        out = fn(xi)
+        out.square().mean().backward()
+        outs.append(out.detach())
+        grads.append({"x": xi.grad, **{n: p.grad for n, p in block.named_parameters()}})
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_fused_block_falls_back_to_the_block_call():
+    """Blocks it cannot reproduce exactly are called as they are: other types, hooks, bias_k/v, zero attention."""
+    from open_clip.transformer import CustomResidualAttentionBlock, ResidualAttentionBlock
+
+    assert not fusable_block(CustomResidualAttentionBlock(64, 4))
+    assert not fusable_block(ResidualAttentionBlock(64, 4, is_cross_attention=True))
+    assert not fusable_block(nn.Linear(4, 4))
+    block = _open_clip_block()
+    handle = block.register_forward_hook(lambda *a: None)
+    assert not fusable_block(block)
+    handle.remove()
+    handle = block.attn.register_forward_pre_hook(lambda *a: None)
+    assert not fusable_block(block)
+    handle.remove()
+    handle = nn.modules.module.register_module_forward_hook(lambda *a: None)  # global hooks (e.g. FLOP counters)
+    assert not fusable_block(block)
+    handle.remove()
+    assert fusable_block(block)
+    block.attn.add_zero_attn = True
+    assert not fusable_block(block)
+
+
+def test_model_fused_blocks_equal_block_calls():
+    """Whole model, 4-head ViT (fast path engaged without fusion): logits (prompt rows skipped) and intermediates
+    (every row) equal in eval; outputs and gradients equal in training."""
+    model = zegclip.build_model("voc", random_init=True, **tiny_overrides(
+        clip={"config": {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "head_width": 12}}}))
+    assert model.backbone.vit.transformer.resblocks[0].attn.num_heads == 4
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert model.backbone._compact(None)  # untraced inference skips the prompt rows
+    assert not model.backbone._compact(None)  # with autograd: every row, bit-identical to the block calls
+    runs = {}
+    for fused in (False, True):
+        model.backbone.fused_attention = fused
+        with torch.no_grad(), _OpLog() as log:
+            runs[fused] = model.intermediates(x)
+            runs[fused]["forward"] = model(x)
+        assert any("_native_multi_head_attention" in op for op in log.ops) != fused
+    torch.testing.assert_close(runs[True]["forward"], runs[False]["forward"], atol=1e-5, rtol=1e-5)
+    for key, ref in runs[False].items():
+        got = runs[True][key]
+        for a, b in zip(got, ref) if isinstance(ref, list) else [(got, ref)]:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=key)
+    model = _no_dropout(model).train()
+    grads = []
+    for fused in (False, True):
+        model.backbone.fused_attention = fused
+        model.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any("prompt" in n for n in grads[0])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("hw,size", [((23, 31), (375, 500)), ((32, 32), (683, 512)), ((4, 4), (64, 48)), ((1, 7), (5, 600))])
+def test_two_stage_resize_is_one_matmul_pair(hw, size):
+    """resize_logits (issue 15): the official resize to 512, then to the crop, as one composed map; 1 stage as is."""
+    from zegclip.model.segmentor import bilinear_matrix, resize_logits
+
+    x = torch.randn(2, 5, *hw) * 10
+    two = F.interpolate(F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False), size=size,
+                        mode="bilinear", align_corners=False)
+    with torch.no_grad(), _OpLog() as log:
+        fast = resize_logits(x, size, 512)
+    assert not any("upsample" in op for op in log.ops)
+    torch.testing.assert_close(fast, two, rtol=1e-5, atol=1e-5 * two.abs().max().item())
+    assert torch.equal(resize_logits(x, size, 512), two)  # autograd on (training): the official two resizes
+    one = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        assert torch.equal(resize_logits(x, size, None), one) and torch.equal(resize_logits(x, (512, 512), 512),
+                                                                               F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False))
+    m = bilinear_matrix(hw[1], size[1]).float()  # one axis alone is F.interpolate's 1-D rule (which rounds its
+    one_axis = F.interpolate(x, size=(hw[0], size[1]), mode="bilinear", align_corners=False)  # source index in fp32)
+    torch.testing.assert_close(x @ m.T, one_axis, rtol=1e-5, atol=1e-5 * one_axis.abs().max().item())
+
+
 def test_channels_last_equals_contiguous(tiny_model):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -368,6 +494,28 @@ def test_table3_notebook_runs_and_skips_bad_files(bench_results, tmp_path):
     results, problems = bench.load_bench_results(bench_results, "paper")
     assert results == [] and problems == []
     assert len(bench.table3_frame([])) == 0
+
+
+def test_bench_vs_official_quick(tmp_path, capsys):
+    """`bench --vs-official --quick`: both presets at tiny size, equal outputs, a ratio and the load averages."""
+    from zegclip.cli import main
+    from zegclip.experiments.bench.config import VS_OFFICIAL_FORMAT
+
+    assert main(["bench", "--vs-official", "--quick", "--results-dir", str(tmp_path), "--repeats", "2",
+                 "--warmup", "0", "--threads", "1"]) == 0
+    path = tmp_path / "mini" / "bench" / "vs-official-cpu-quick.json"
+    data = json.loads(path.read_text())
+    assert data["format"] == VS_OFFICIAL_FORMAT and data["torch_threads"] == 1 and data["device"]["type"] == "cpu"
+    assert [p["preset"] for p in data["presets"]] == ["voc", "coco"]
+    for p in data["presets"]:
+        assert p["max_rel_diff"] < 1e-5
+        assert len(p["ours"]["times_ms"]) == len(p["official"]["times_ms"]) == 2
+        assert p["ratio_official_over_ours"] == pytest.approx(p["official"]["median_ms"] / p["ours"]["median_ms"], rel=1e-3)
+        assert set(p["load_average"]) == {"before", "after"}
+    assert "official/ours" in capsys.readouterr().out
+    assert bench.load_bench_results(tmp_path, "mini") == ([], [])  # not a Table 3 row, not a problem either
+    assert main(["bench", "--vs-official", "--quick", "--methods", "twostage", "--results-dir", str(tmp_path)]) != 0
+    assert "compares the presets ['voc', 'coco']; got ['twostage']" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -77,20 +77,26 @@ def test_prompt_outputs_of_a_layer_never_reach_the_next(tiny_model):
     T = tiny_model.backbone.num_prompts
     blocks = tiny_model.backbone.vit.transformer.resblocks
     images = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        ref_f, ref_g = tiny_model.backbone(images)
 
-        def scramble(module, args, output):
-            output = output.clone()
-            output[:, 1 : 1 + T] = torch.randn_like(output[:, 1 : 1 + T]) * 100
-            return output
+    def keep(module, args, output):
+        return output.clone()
 
-        handles = [b.register_forward_hook(scramble) for b in blocks[:-1]]
+    def scramble(module, args, output):
+        output = output.clone()
+        output[:, 1 : 1 + T] = torch.randn_like(output[:, 1 : 1 + T]) * 100
+        return output
+
+    def run(hook):  # the reference gets a hook too: hooked blocks are called, not fused (same kernels, exact compare)
+        handles = [b.register_forward_hook(hook) for b in blocks[:-1]]
         try:
-            f, g = tiny_model.backbone(images)
+            return tiny_model.backbone(images)
         finally:
             for h in handles:
                 h.remove()
+
+    with torch.no_grad():
+        ref_f, ref_g = run(keep)
+        f, g = run(scramble)
     torch.testing.assert_close(f, ref_f, rtol=0, atol=0)
     torch.testing.assert_close(g, ref_g, rtol=0, atol=0)
 
@@ -336,7 +342,10 @@ def test_logits_are_upsampled_attention_maps(mask_size):
             maps = F.interpolate(maps, size=(512, 512), mode="bilinear", align_corners=False)
         expected = F.interpolate(maps, size=(64, 64), mode="bilinear", align_corners=False)
     assert logits.shape == (1, 20, 64, 64)
-    torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+    if mask_size:  # inference composes the two resizes into one map (issue 15): equal up to float rounding
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-6 * expected.abs().max().item())
+    else:
+        torch.testing.assert_close(logits, expected, rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------------------------------------ variants

@@ -442,7 +442,7 @@ def _execute(name: str, results_dir: Path, out: Path, km=None) -> str:
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_without_results(name, tmp_path, kernel):
     outputs = _execute(name, tmp_path / "empty", tmp_path, kernel)
-    assert f"profile `mini`: not run" in outputs and f"--only {name}" in outputs
+    assert "profile `mini`: not run" in outputs and f"--only {name}" in outputs
     assert "image/png" not in outputs  # nothing drawn without results
 
 

@@ -345,6 +345,12 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="the GPU check (make gpu-check): ViT-B/16 at 512², batch 16, eager and torch.compile, plus "
                         "one mini-world run on the device -> results/<profile>/bench/gpu-check*.json (other flags "
                         "but --profile, --results-dir, --device and --quick are ignored)")
+    p.add_argument("--vs-official", action="store_true",
+                   help="our forward vs an independent transcription of the official forward, same weights and crop: "
+                        "max relative output difference, then both timed alternately (median of --repeats, default 5, "
+                        "after --warmup, default 1) at --threads (default 2) -> results/<profile>/bench/"
+                        "vs-official-<device>[-quick].json (--methods: voc,coco by default; --device: cpu unless given; "
+                        "--size, --quick, --run-id apply)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -357,6 +363,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .experiments.bench.gpucheck import gpu_check
 
         gpu_check(profile=args.profile, results_dir=args.results_dir, device=args.device, quick=args.quick)
+        return 0
+    if args.vs_official:
+        from .experiments.bench.vsofficial import PRESETS, vs_official
+
+        methods = ",".join(PRESETS) if args.methods == DEFAULT_PARAMS["methods"] else args.methods
+        vs_official(methods, size=args.size, threads=args.threads or 2, quick=args.quick,
+                    repeats=5 if args.repeats is None else args.repeats, warmup=1 if args.warmup is None else args.warmup,
+                    device="cpu" if args.device == "auto" else args.device, results_dir=args.results_dir,
+                    profile=args.profile, run_id=args.run_id)
         return 0
     params = {k: getattr(args, k) for k in DEFAULT_PARAMS}
     if params["run_id"] is None:  # bench-<device type>[-quick]

@@ -42,6 +42,42 @@ def check_images(images: torch.Tensor, values: bool = False) -> None:
         raise ValueError(f"images {bad[:5]} of the batch have NaN or infinite values")
 
 
+def bilinear_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) float64 matrix of a 1-D bilinear resize, PyTorch's ``align_corners=False`` rule (source
+    ``(o + 0.5) * n_in / n_out - 0.5`` clamped at 0, neighbours ``i`` and ``min(i + 1, n_in - 1)``)."""
+    out = torch.arange(n_out, dtype=torch.float64)
+    src = ((out + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    lam = src - i0
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, i0), 1 - lam, accumulate=True)
+    m.index_put_((rows, i1), lam, accumulate=True)
+    return m
+
+
+def resize_logits(logits: torch.Tensor, size: tuple[int, int], mask_size: int | None) -> torch.Tensor:
+    """Mask logits (B, C, h, w) -> (B, C, *size): bilinear to (mask_size, mask_size) first when that differs from
+    ``size`` (official), then to ``size``.
+
+    Two stages in float32 inference (autograd off, no autocast) are one: both resizes are linear maps along each
+    axis, so their composition is one (size, h) matrix per axis, applied as two matmuls - the full-size
+    intermediate is never made (issue 15; about 2.5x faster for a 375 x 500 VOC crop, equal within float rounding,
+    ~4e-7 relative). Otherwise, and for one stage, ``F.interpolate`` as the official code.
+    """
+    if not mask_size or tuple(size) == (mask_size, mask_size):
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    if (logits.dtype != torch.float32 or torch.is_grad_enabled()
+            or torch.is_autocast_enabled(logits.device.type)):
+        logits = F.interpolate(logits, size=(mask_size, mask_size), mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    h, w = logits.shape[-2:]
+    rows = (bilinear_matrix(mask_size, size[0]) @ bilinear_matrix(h, mask_size)).to(logits)
+    cols = (bilinear_matrix(mask_size, size[1]) @ bilinear_matrix(w, mask_size)).to(logits)
+    return torch.matmul(rows, torch.matmul(logits, cols.T))
+
+
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
     """Start offsets of the sliding windows along one side (official mmseg rule, last window border-aligned)."""
     count = max(length - crop + stride - 1, 0) // stride + 1
@@ -144,8 +180,10 @@ class ZegCLIP(nn.Module):
     ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """One forward pass that also returns its intermediate tensors, for inspection (the walkthrough notebook).
 
-        ``out["logits"]`` equals ``self(images, class_idx)`` in eval mode (in training mode dropout draws differ);
-        call it under ``torch.no_grad()`` unless you want gradients.
+        ``out["logits"]`` equals ``self(images, class_idx)`` in eval mode (in training mode dropout draws differ) -
+        exactly with autograd on, up to float rounding (~1e-7 relative) under ``no_grad``, where the untraced pass
+        skips the discarded prompt outputs' work (:mod:`zegclip.model.backbone`); call it under
+        ``torch.no_grad()`` unless you want gradients.
 
         Keys, for B images of size (H, W), patch grid (h, w), N = h*w, T prompts, C queried classes::
 
@@ -189,10 +227,7 @@ class ZegCLIP(nn.Module):
         logits = masks.reshape(b, -1, h, w)
         if trace:
             out["masks"] = logits
-        size = tuple(images.shape[-2:])
-        if self.cfg.mask_size and size != (self.cfg.mask_size,) * 2:
-            logits = F.interpolate(logits, size=(self.cfg.mask_size,) * 2, mode="bilinear", align_corners=False)
-        out["logits"] = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        out["logits"] = resize_logits(logits, tuple(images.shape[-2:]), self.cfg.mask_size)
         return out
 
     def calibrate(self, logits: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,8 @@ The result is one JSON file, ``<results_dir>/<profile>/bench/<run_id>.json`` (wr
     measure.py     subjects, timed phases, run_bench (writes the JSON)
     tables.py      summary, Table 3 and ratio frames; reading results
     gpucheck.py    ``--gpu-report`` / ``make gpu-check``: the GPU path end to end
+    vsofficial.py  ``--vs-official``: our forward timed against the official one on identical weights
+    reference.py   the independent transcription of the official forward (also pinned by a test)
     efficiency.py  the one MAC counter, timing and peak-memory helpers
     twostage.py    the two-stage comparator built from this package's parts
 """

@@ -12,6 +12,7 @@ import torch
 
 FORMAT = "zegclip-bench/1"
 GPU_CHECK_FORMAT = "zegclip-gpu-check/1"  # the summary of `bench --gpu-report` (not a Table 3 row)
+VS_OFFICIAL_FORMAT = "zegclip-vs-official/1"  # `bench --vs-official`: ours vs the official forward (not a Table 3 row)
 METHODS = ("voc", "coco", "twostage-voc", "twostage-coco")
 ALIASES = {"twostage": "twostage-voc"}
 PHASES = ("forward", "throughput", "image", "train")

@@ -6,7 +6,7 @@ import math
 import os
 from typing import Any
 
-from .config import FORMAT, GPU_CHECK_FORMAT
+from .config import FORMAT, GPU_CHECK_FORMAT, VS_OFFICIAL_FORMAT
 
 
 def _num(record: dict, phase: str, key: str) -> float:
@@ -76,8 +76,8 @@ def load_bench_results(results_dir: str | os.PathLike = "results", profile: str 
     results, problems = load_results(results_dir, profile, kind="bench")
     good = []
     for data in results:
-        if isinstance(data, dict) and data.get("format") == GPU_CHECK_FORMAT:
-            continue  # a GPU-check summary: its two bench runs are results of their own
+        if isinstance(data, dict) and data.get("format") in (GPU_CHECK_FORMAT, VS_OFFICIAL_FORMAT):
+            continue  # a GPU-check summary (its two bench runs are results of their own) or a vs-official record
         why = valid_bench(data)
         if why:
             problems.append(f"{data.get('_path')}: {why}; skipped")

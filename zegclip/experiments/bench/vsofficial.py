@@ -1,0 +1,122 @@
+"""``python -m zegclip bench --vs-official``: the package's forward against the official one, side by side.
+
+For each preset (``voc``: T = 10 prompts, 20 classes; ``coco``: T = 100, 171 classes) it builds the model with
+random weights (cost does not depend on weights; the bench's own builder, :func:`.measure.build_subject`) and
+runs, on the same weights and the same crop (batch 1, ``size`` x ``size``, eval, ``no_grad``):
+
+* ours - ``model(images)``, the package's forward (mask logits);
+* official - :func:`.reference.reference_logits`, an independent transcription of the official forward that
+  runs the official code's operations in its layout (sequence-first ViT through ``nn.MultiheadAttention``'s
+  general path, explicit decoder attention, all decoder layers in full).
+
+First the two outputs are compared (``max_rel_diff`` = max |ours - official| / max |official|), then after
+``warmup`` untimed calls of each the two are timed **alternately** (ours-official, then official-ours, ...), so
+that a change of machine load hits both alike; the medians of ``repeats`` calls give the ratio
+``official / ours`` (> 1: ours is faster). ``threads`` (default 2) is set for the run and restored. The load
+average before and after each preset is recorded beside the times: on a busy machine timings are provisional.
+
+The record goes to ``<results_dir>/<profile>/bench/<run_id>.json`` (format ``zegclip-vs-official/1``; not a
+Table 3 row, so :func:`.tables.load_bench_results` passes over it).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import torch
+
+from .config import VS_OFFICIAL_FORMAT, resolve, result_path
+from .efficiency import synchronize
+from .measure import _loadavg, build_subject, device_name
+from .reference import reference_logits
+
+PRESETS = ("voc", "coco")
+
+
+def _timed(fn: Callable[[], Any], device: str) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def compare_preset(name: str, cfg, repeats: int, warmup: int, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Equality, then alternate timing of ours vs the official reference for one preset (a JSON-ready dict)."""
+    subject = build_subject(name, cfg)
+    model = subject.model.to(cfg.device).eval()
+    images = torch.randn(1, 3, cfg.size, cfg.size, generator=torch.Generator().manual_seed(0)).to(cfg.device)
+    calls = {"ours": lambda: model(images), "official": lambda: reference_logits(model, images)}
+    with torch.no_grad():
+        ours, official = calls["ours"](), calls["official"]()
+        diff = float((ours - official).abs().max() / official.abs().max())
+        for _ in range(warmup):
+            for fn in calls.values():
+                fn()
+        load_before = _loadavg()
+        times: dict[str, list[float]] = {"ours": [], "official": []}
+        for r in range(repeats):
+            order = ("ours", "official") if r % 2 == 0 else ("official", "ours")
+            for key in order:
+                times[key].append(_timed(calls[key], cfg.device))
+        load_after = _loadavg()
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    record = {
+        "preset": name, "label": subject.label, "classes": subject.classes, "tokens": subject.tokens,
+        "size": cfg.size, "output_shape": list(ours.shape), "max_rel_diff": diff,
+        "load_average": {"before": load_before, "after": load_after},
+        **{k: {"median_ms": round(medians[k], 3), "min_ms": round(min(v), 3), "times_ms": [round(t, 3) for t in v]}
+           for k, v in times.items()},
+        "ratio_official_over_ours": medians["official"] / medians["ours"],
+    }
+    log(f"  {subject.label}: ours {medians['ours']:9.1f} ms, official {medians['official']:9.1f} ms, "
+        f"official/ours {record['ratio_official_over_ours']:.3f}x, max rel diff {diff:.2e}; "
+        f"load {load_before} -> {load_after}")
+    return record
+
+
+def vs_official(presets: str | tuple[str, ...] = PRESETS, *, size: int | None = None, threads: int = 2,
+                repeats: int = 5, warmup: int = 1, quick: bool = False, device: str = "cpu",
+                results_dir: str = "results", profile: str = "mini", run_id: str | None = None,
+                log: Callable[[str], None] = print, write: bool = True) -> dict[str, Any]:
+    """Run the comparison for ``presets`` (see the module docstring); write and return the record."""
+    from ...engine.checkpoint import write_json_atomic
+    from ...engine.results import environment
+
+    names = tuple(p.strip().lower() for p in (presets.split(",") if isinstance(presets, str) else presets) if p.strip())
+    bad = [p for p in names if p not in PRESETS]
+    if not names or bad:
+        raise ValueError(f"--vs-official compares the presets {list(PRESETS)}; got {list(names) or 'none'}")
+    if repeats < 1 or warmup < 0 or threads < 1:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
+    cfg = resolve({"methods": ",".join(names), "quick": quick, "size": size, "device": device, "phases": "forward"})
+    run_id = run_id or f"vs-official-{torch.device(cfg.device).type}{'-quick' if quick else ''}"
+    path = result_path(results_dir, profile, run_id)  # validates before any work
+    params = {"presets": ",".join(names), "size": cfg.size, "threads": threads, "repeats": repeats, "warmup": warmup,
+              "quick": quick, "device": device, "results_dir": str(results_dir), "profile": profile, "run_id": run_id}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        load_before = _loadavg()
+        log(f"zegclip vs official on {device_name(cfg.device)} ({cfg.device}, float32, {torch.get_num_threads()} "
+            f"threads{', quick tiny model' if quick else ''}), {cfg.size}² crop, median of {repeats} after {warmup} "
+            f"warm-up; load average {load_before}")
+        results = [compare_preset(name, cfg, repeats, warmup, log) for name in names]
+        record = {
+            "format": VS_OFFICIAL_FORMAT, "run": run_id, "profile": profile, "params": params,
+            "device": {"type": torch.device(cfg.device).type, "name": device_name(cfg.device)},
+            "dtype": "float32", "torch_threads": torch.get_num_threads(),
+            "load_average": {"before": load_before, "after": _loadavg()},
+            "environment": environment(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t0, 3), "presets": results,
+        }
+    finally:
+        torch.set_num_threads(previous)
+    if write:
+        write_json_atomic(path, record)
+        record["_path"] = str(path)
+        log(f"wrote {path}")
+    return record
