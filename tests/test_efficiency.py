@@ -286,7 +286,7 @@ def test_fused_block_falls_back_to_the_block_call():
 
 def test_model_fused_blocks_equal_block_calls():
     """Whole model, 4-head ViT (fast path engaged without fusion): logits (prompt rows skipped) and intermediates
-    (every row) equal in eval; outputs and gradients equal in training."""
+    (every row) equal in eval; outputs and gradients (prompt rows skipped) equal in training."""
     model = zegclip.build_model("voc", random_init=True, **tiny_overrides(
         clip={"config": {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "head_width": 12}}}))
     assert model.backbone.vit.transformer.resblocks[0].attn.num_heads == 4
@@ -295,8 +295,8 @@ def test_model_fused_blocks_equal_block_calls():
             p.add_(torch.randn_like(p) * 0.02)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert model.backbone._compact(None)  # untraced inference skips the prompt rows
-    assert not model.backbone._compact(None)  # with autograd: every row, bit-identical to the block calls
+        assert model.backbone._compact(None)  # the untraced pass skips the prompt rows, in inference
+    assert model.backbone._compact(None) and not model.backbone._compact({})  # and in training; a trace: every row
     runs = {}
     for fused in (False, True):
         model.backbone.fused_attention = fused
@@ -323,7 +323,8 @@ def test_model_fused_blocks_equal_block_calls():
 
 @pytest.mark.parametrize("hw,size", [((23, 31), (375, 500)), ((32, 32), (683, 512)), ((4, 4), (64, 48)), ((1, 7), (5, 600))])
 def test_two_stage_resize_is_one_matmul_pair(hw, size):
-    """resize_logits (issue 15): the official resize to 512, then to the crop, as one composed map; 1 stage as is."""
+    """resize_logits (issue 15): the official resize to 512, then to the crop, as one composed map; one stage as
+    matmuls too."""
     from zegclip.model.segmentor import bilinear_matrix, resize_logits
 
     x = torch.randn(2, 5, *hw) * 10
@@ -334,10 +335,13 @@ def test_two_stage_resize_is_one_matmul_pair(hw, size):
     assert not any("upsample" in op for op in log.ops)
     torch.testing.assert_close(fast, two, rtol=1e-5, atol=1e-5 * two.abs().max().item())
     assert torch.equal(resize_logits(x, size, 512), two)  # autograd on (training): the official two resizes
-    one = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    with torch.no_grad():
-        assert torch.equal(resize_logits(x, size, None), one) and torch.equal(resize_logits(x, (512, 512), 512),
-                                                                               F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False))
+    for target, mask_size in ((size, None), ((512, 512), 512)):  # one stage: matmuls too, equal within rounding
+        one = F.interpolate(x, size=target, mode="bilinear", align_corners=False)
+        with torch.no_grad(), _OpLog() as log:
+            fast = resize_logits(x, target, mask_size)
+        assert not any("upsample" in op for op in log.ops)
+        torch.testing.assert_close(fast, one, rtol=1e-5, atol=1e-5 * one.abs().max().item())
+        assert torch.equal(resize_logits(x, target, mask_size), one)  # autograd on: F.interpolate itself
     m = bilinear_matrix(hw[1], size[1]).float()  # one axis alone is F.interpolate's 1-D rule (which rounds its
     one_axis = F.interpolate(x, size=(hw[0], size[1]), mode="bilinear", align_corners=False)  # source index in fp32)
     torch.testing.assert_close(x @ m.T, one_axis, rtol=1e-5, atol=1e-5 * one_axis.abs().max().item())
@@ -509,13 +513,40 @@ def test_bench_vs_official_quick(tmp_path, capsys):
     assert [p["preset"] for p in data["presets"]] == ["voc", "coco"]
     for p in data["presets"]:
         assert p["max_rel_diff"] < 1e-5
-        assert len(p["ours"]["times_ms"]) == len(p["official"]["times_ms"]) == 2
+        assert len(p["ours"]["times_ms"]) == len(p["official"]["times_ms"]) == len(p["floor"]["times_ms"]) == 2
         assert p["ratio_official_over_ours"] == pytest.approx(p["official"]["median_ms"] / p["ours"]["median_ms"], rel=1e-3)
+        assert p["ratio_official_over_floor"] == pytest.approx(p["official"]["median_ms"] / p["floor"]["median_ms"],
+                                                               rel=1e-3)
         assert set(p["load_average"]) == {"before", "after"}
-    assert "official/ours" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "official/ours" in out and "official/floor" in out
     assert bench.load_bench_results(tmp_path, "mini") == ([], [])  # not a Table 3 row, not a problem either
     assert main(["bench", "--vs-official", "--quick", "--methods", "twostage", "--results-dir", str(tmp_path)]) != 0
     assert "compares the presets ['voc', 'coco']; got ['twostage']" in capsys.readouterr().err
+
+
+def test_kernel_floor_runs_the_backbone_kernels_of_the_model_shapes():
+    """The floor runs exactly the patch conv and 5 kernels per block (4 linears + SDPA) with the model's weights:
+    a count of the aten calls, with the kept rows (1 + N) and all tokens (1 + T + N) in the right places."""
+    from torch.profiler import profile
+
+    from zegclip.experiments.bench.config import resolve
+    from zegclip.experiments.bench.measure import build_subject
+    from zegclip.experiments.bench.vsofficial import kernel_floor
+
+    model = build_subject("voc", resolve({"methods": "voc", "quick": True})).model.eval()
+    images = torch.randn(1, 3, 64, 64)
+    run = kernel_floor(model, images)
+    blocks = len(model.backbone.vit.transformer.resblocks)
+    with torch.no_grad(), profile(record_shapes=True) as prof:
+        run()
+    calls = {e.key: e.count for e in prof.key_averages()}
+    assert calls["aten::linear"] == 4 * blocks and calls["aten::scaled_dot_product_attention"] == blocks
+    assert calls["aten::conv2d"] == 1
+    grid, T = (64 // model.backbone.patch_size[0]) ** 2, model.backbone.num_prompts
+    shapes = [tuple(e.input_shapes[0]) for e in prof.events() if e.name == "aten::linear"][:4]
+    width = model.backbone.width
+    assert shapes == [(1, 1 + T + grid, width), (1, 1 + grid, width), (1, 1 + grid, width), (1, 1 + grid, 4 * width)]
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import PromptedVisionEncoder
+from .backbone import PromptedVisionEncoder, global_hooks
 from .config import NORMALIZATIONS, ZegCLIPConfig
 from .decoder import MaskDecoder
 from .queries import RelationshipDescriptor
@@ -58,24 +58,31 @@ def bilinear_matrix(n_in: int, n_out: int) -> torch.Tensor:
 
 
 def resize_logits(logits: torch.Tensor, size: tuple[int, int], mask_size: int | None) -> torch.Tensor:
-    """Mask logits (B, C, h, w) -> (B, C, *size): bilinear to (mask_size, mask_size) first when that differs from
+    """Mask logits (B, C, h, w) -> ``(B, C, *size)``: bilinear to (mask_size, mask_size) first when that differs from
     ``size`` (official), then to ``size``.
 
-    Two stages in float32 inference (autograd off, no autocast) are one: both resizes are linear maps along each
-    axis, so their composition is one (size, h) matrix per axis, applied as two matmuls - the full-size
-    intermediate is never made (issue 15; about 2.5x faster for a 375 x 500 VOC crop, equal within float rounding,
-    ~4e-7 relative). Otherwise, and for one stage, ``F.interpolate`` as the official code.
+    In float32 inference (autograd off, no autocast) bilinear resizing is a linear map along each axis, and two
+    stages compose into one, so the whole resize is one (size, h) matrix per axis applied as two matmuls (issue 15):
+    the full-size intermediate of two stages is never made, and even one stage runs as GEMMs - PyTorch's CPU
+    ``upsample_bilinear2d`` took 307 ms of a 3.3 s COCO crop (171 maps of 32² to 512², one thread), the matmuls
+    about a tenth of that. Equal within float rounding (~4e-7 relative; ``tests/test_efficiency.py``). Otherwise
+    (training, autocast, other dtypes, or a hook-based tracer such as the MAC counter watching, see
+    :func:`.backbone.global_hooks`) ``F.interpolate`` as the official code.
     """
-    if not mask_size or tuple(size) == (mask_size, mask_size):
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    stages = [] if not mask_size or tuple(size) == (mask_size, mask_size) else [(mask_size, mask_size)]
+    stages.append(tuple(size))
     if (logits.dtype != torch.float32 or torch.is_grad_enabled()
-            or torch.is_autocast_enabled(logits.device.type)):
-        logits = F.interpolate(logits, size=(mask_size, mask_size), mode="bilinear", align_corners=False)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-    h, w = logits.shape[-2:]
-    rows = (bilinear_matrix(mask_size, size[0]) @ bilinear_matrix(h, mask_size)).to(logits)
-    cols = (bilinear_matrix(mask_size, size[1]) @ bilinear_matrix(w, mask_size)).to(logits)
-    return torch.matmul(rows, torch.matmul(logits, cols.T))
+            or torch.is_autocast_enabled(logits.device.type) or global_hooks()):
+        for stage in stages:
+            logits = F.interpolate(logits, size=stage, mode="bilinear", align_corners=False)
+        return logits
+    rows, cols = torch.eye(logits.shape[-2], dtype=torch.float64), torch.eye(logits.shape[-1], dtype=torch.float64)
+    for out_h, out_w in stages:
+        rows = bilinear_matrix(rows.shape[0], out_h) @ rows
+        cols = bilinear_matrix(cols.shape[0], out_w) @ cols
+    rows, cols = rows.to(logits), cols.to(logits)
+    # rows first: the large second product (B*C*H, h') @ (w', W) is then one GEMM, not B*C small batched ones
+    return torch.matmul(torch.matmul(rows, logits), cols.T)
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
@@ -180,9 +187,9 @@ class ZegCLIP(nn.Module):
     ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """One forward pass that also returns its intermediate tensors, for inspection (the walkthrough notebook).
 
-        ``out["logits"]`` equals ``self(images, class_idx)`` in eval mode (in training mode dropout draws differ) -
-        exactly with autograd on, up to float rounding (~1e-7 relative) under ``no_grad``, where the untraced pass
-        skips the discarded prompt outputs' work (:mod:`zegclip.model.backbone`); call it under
+        ``out["logits"]`` equals ``self(images, class_idx)`` in eval mode (in training mode dropout draws differ) up
+        to float rounding (~1e-7 relative): the untraced pass skips the discarded prompt outputs' work and resizes
+        by matmuls under ``no_grad`` (:mod:`zegclip.model.backbone`, :func:`resize_logits`); call it under
         ``torch.no_grad()`` unless you want gradients.
 
         Keys, for B images of size (H, W), patch grid (h, w), N = h*w, T prompts, C queried classes::

@@ -9,8 +9,17 @@ runs, on the same weights and the same crop (batch 1, ``size`` x ``size``, eval,
   runs the official code's operations in its layout (sequence-first ViT through ``nn.MultiheadAttention``'s
   general path, explicit decoder attention, all decoder layers in full).
 
+A third call, ``floor``, bounds what any exact float32 implementation can reach on the machine: it runs only the
+backbone's unavoidable kernels on tensors of the model's shapes and with its weights - the patch-embedding
+convolution and, per block, the packed q/k/v projection of all 1 + T + N tokens, fused attention (SDPA) of the
+1 + N kept queries over all tokens, the output projection and the two MLP linears of the 1 + N kept rows - and
+nothing else (no layer norms, activations, residuals, copies, decoder or resize). ``official / floor`` is
+therefore an upper bound of the speed-up over the official forward that exact float32 arithmetic allows with
+these kernels (torch's BLAS and SDPA) on this machine.
+
 First the two outputs are compared (``max_rel_diff`` = max |ours - official| / max |official|), then after
-``warmup`` untimed calls of each the two are timed **alternately** (ours-official, then official-ours, ...), so
+``warmup`` untimed calls of each the three are timed **in turn** (ours-official-floor, then floor-official-ours,
+...), so
 that a change of machine load hits both alike; the medians of ``repeats`` calls give the ratio
 ``official / ours`` (> 1: ours is faster). ``threads`` (default 2) is set for the run and restored. The load
 average before and after each preset is recorded beside the times: on a busy machine timings are provisional.
@@ -43,12 +52,43 @@ def _timed(fn: Callable[[], Any], device: str) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def kernel_floor(model, images: torch.Tensor) -> Callable[[], None]:
+    """A closure running only the backbone's unavoidable float32 kernels for ``images`` (see the module doc)."""
+    import torch.nn.functional as F
+
+    bb = model.backbone
+    vit = bb.vit
+    conv = vit.conv1
+    b = images.shape[0]
+    grid = (images.shape[-2] // bb.patch_size[0]) * (images.shape[-1] // bb.patch_size[1])
+    keep, total = 1 + grid, 1 + grid + bb.num_prompts
+    gen = torch.Generator().manual_seed(0)
+    blocks = list(vit.transformer.resblocks)
+    width, heads = bb.width, blocks[0].attn.num_heads
+    x = torch.randn(b, total, width, generator=gen).to(images.device)
+    q = torch.randn(b, heads, keep, width // heads, generator=gen).to(images.device)
+    kv = torch.randn(b, heads, total, width // heads, generator=gen).to(images.device)
+    a = torch.randn(b, keep, width, generator=gen).to(images.device)
+
+    def run() -> None:
+        F.conv2d(images, conv.weight, conv.bias, stride=conv.stride)
+        for blk in blocks:
+            F.linear(x, blk.attn.in_proj_weight, blk.attn.in_proj_bias)
+            F.scaled_dot_product_attention(q, kv, kv)
+            F.linear(a, blk.attn.out_proj.weight, blk.attn.out_proj.bias)
+            h = F.linear(a, blk.mlp.c_fc.weight, blk.mlp.c_fc.bias)
+            F.linear(h, blk.mlp.c_proj.weight, blk.mlp.c_proj.bias)
+
+    return run
+
+
 def compare_preset(name: str, cfg, repeats: int, warmup: int, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Equality, then alternate timing of ours vs the official reference for one preset (a JSON-ready dict)."""
     subject = build_subject(name, cfg)
     model = subject.model.to(cfg.device).eval()
     images = torch.randn(1, 3, cfg.size, cfg.size, generator=torch.Generator().manual_seed(0)).to(cfg.device)
-    calls = {"ours": lambda: model(images), "official": lambda: reference_logits(model, images)}
+    calls = {"ours": lambda: model(images), "official": lambda: reference_logits(model, images),
+             "floor": kernel_floor(model, images)}
     with torch.no_grad():
         ours, official = calls["ours"](), calls["official"]()
         diff = float((ours - official).abs().max() / official.abs().max())
@@ -56,9 +96,9 @@ def compare_preset(name: str, cfg, repeats: int, warmup: int, log: Callable[[str
             for fn in calls.values():
                 fn()
         load_before = _loadavg()
-        times: dict[str, list[float]] = {"ours": [], "official": []}
+        times: dict[str, list[float]] = {key: [] for key in calls}
         for r in range(repeats):
-            order = ("ours", "official") if r % 2 == 0 else ("official", "ours")
+            order = tuple(calls) if r % 2 == 0 else tuple(reversed(calls))
             for key in order:
                 times[key].append(_timed(calls[key], cfg.device))
         load_after = _loadavg()
@@ -70,9 +110,11 @@ def compare_preset(name: str, cfg, repeats: int, warmup: int, log: Callable[[str
         **{k: {"median_ms": round(medians[k], 3), "min_ms": round(min(v), 3), "times_ms": [round(t, 3) for t in v]}
            for k, v in times.items()},
         "ratio_official_over_ours": medians["official"] / medians["ours"],
+        "ratio_official_over_floor": medians["official"] / medians["floor"],
     }
     log(f"  {subject.label}: ours {medians['ours']:9.1f} ms, official {medians['official']:9.1f} ms, "
-        f"official/ours {record['ratio_official_over_ours']:.3f}x, max rel diff {diff:.2e}; "
+        f"official/ours {record['ratio_official_over_ours']:.3f}x, max rel diff {diff:.2e}; kernel floor "
+        f"{medians['floor']:.1f} ms (official/floor {record['ratio_official_over_floor']:.3f}x: the bound); "
         f"load {load_before} -> {load_after}")
     return record
 
