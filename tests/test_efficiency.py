@@ -506,7 +506,7 @@ def test_bench_vs_official_quick(tmp_path, capsys):
     from zegclip.experiments.bench.config import VS_OFFICIAL_FORMAT
 
     assert main(["bench", "--vs-official", "--quick", "--results-dir", str(tmp_path), "--repeats", "2",
-                 "--warmup", "0", "--threads", "1"]) == 0
+                 "--warmup", "0", "--threads", "1", "--phases", "forward,train"]) == 0
     path = tmp_path / "mini" / "bench" / "vs-official-cpu-quick.json"
     data = json.loads(path.read_text())
     assert data["format"] == VS_OFFICIAL_FORMAT and data["torch_threads"] == 1 and data["device"]["type"] == "cpu"
@@ -518,8 +518,16 @@ def test_bench_vs_official_quick(tmp_path, capsys):
         assert p["ratio_official_over_floor"] == pytest.approx(p["official"]["median_ms"] / p["floor"]["median_ms"],
                                                                rel=1e-3)
         assert set(p["load_average"]) == {"before", "after"}
+    assert [t["preset"] for t in data["train_step"]] == ["voc", "coco"] and data["params"]["train_batch"] == 2
+    for t in data["train_step"]:
+        assert len(t["fused"]["times_ms"]) == len(t["blocks"]["times_ms"]) == 2
+        assert t["ratio_blocks_over_fused"] == pytest.approx(t["blocks"]["median_ms"] / t["fused"]["median_ms"], rel=1e-3)
     out = capsys.readouterr().out
-    assert "official/ours" in out and "official/floor" in out
+    assert "official/ours" in out and "official/floor" in out and "blocks/fused" in out
+    from zegclip.model.backbone import PromptedVisionEncoder
+    assert PromptedVisionEncoder.fused_attention is True  # the switch is back to its default
+    assert main(["bench", "--vs-official", "--quick", "--phases", "image", "--results-dir", str(tmp_path)]) != 0
+    assert "runs the phases forward[,train]; got --phases image" in capsys.readouterr().err
     assert bench.load_bench_results(tmp_path, "mini") == ([], [])  # not a Table 3 row, not a problem either
     assert main(["bench", "--vs-official", "--quick", "--methods", "twostage", "--results-dir", str(tmp_path)]) != 0
     assert "compares the presets ['voc', 'coco']; got ['twostage']" in capsys.readouterr().err

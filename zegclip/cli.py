@@ -350,7 +350,8 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
                         "max relative output difference, then both timed alternately (median of --repeats, default 5, "
                         "after --warmup, default 1) at --threads (default 2) -> results/<profile>/bench/"
                         "vs-official-<device>[-quick].json (--methods: voc,coco by default; --device: cpu unless given; "
-                        "--size, --quick, --run-id apply)")
+                        "--phases forward,train adds a training step, fused blocks vs open_clip's block calls, at "
+                        "--train-batch, default 2; --size, --quick, --run-id apply)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -368,7 +369,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .experiments.bench.vsofficial import PRESETS, vs_official
 
         methods = ",".join(PRESETS) if args.methods == DEFAULT_PARAMS["methods"] else args.methods
-        vs_official(methods, size=args.size, threads=args.threads or 2, quick=args.quick,
+        phases = [x.strip() for x in (args.phases or "forward").split(",") if x.strip()]
+        if not set(phases) <= {"forward", "train"} or "forward" not in phases:
+            raise ValueError(f"--vs-official runs the phases forward[,train]; got --phases {args.phases}")
+        vs_official(methods, size=args.size, threads=args.threads or 2, quick=args.quick, train="train" in phases,
+                    train_batch=args.train_batch,
                     repeats=5 if args.repeats is None else args.repeats, warmup=1 if args.warmup is None else args.warmup,
                     device="cpu" if args.device == "auto" else args.device, results_dir=args.results_dir,
                     profile=args.profile, run_id=args.run_id)

@@ -24,6 +24,12 @@ that a change of machine load hits both alike; the medians of ``repeats`` calls 
 ``official / ours`` (> 1: ours is faster). ``threads`` (default 2) is set for the run and restored. The load
 average before and after each preset is recorded beside the times: on a busy machine timings are provisional.
 
+With ``train=True`` (CLI: ``--phases forward,train``), each preset also times one training step (AdamW, official
+loss, batch ``train_batch``, default 2; :func:`.measure.make_train_step`) with the package's fused blocks
+(``fused``) against the same model calling open_clip's blocks as they are (``blocks``: the path before issue 15,
+``PromptedVisionEncoder.fused_attention = False``), alternately, same medians. The official code has no separate
+training forward to transcribe (its blocks are open_clip's), so this is the training comparison.
+
 The record goes to ``<results_dir>/<profile>/bench/<run_id>.json`` (format ``zegclip-vs-official/1``; not a
 Table 3 row, so :func:`.tables.load_bench_results` passes over it).
 """
@@ -38,7 +44,7 @@ import torch
 
 from .config import VS_OFFICIAL_FORMAT, resolve, result_path
 from .efficiency import synchronize
-from .measure import _loadavg, build_subject, device_name
+from .measure import _images, _loadavg, build_subject, device_name, make_train_step
 from .reference import reference_logits
 
 PRESETS = ("voc", "coco")
@@ -119,8 +125,50 @@ def compare_preset(name: str, cfg, repeats: int, warmup: int, log: Callable[[str
     return record
 
 
+def compare_train_step(name: str, cfg, repeats: int, warmup: int,
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
+    """One training step with fused blocks vs open_clip's block calls, alternately timed (a JSON-ready dict)."""
+    subject = build_subject(name, cfg)
+    model = subject.model.to(cfg.device)
+    step = make_train_step(model, _images(cfg.train_batch, (cfg.size, cfg.size), cfg, seed=1), cfg)
+    encoder = model.backbone
+
+    def run(fused: bool) -> Callable[[], None]:
+        def call() -> None:
+            encoder.fused_attention = fused
+            try:
+                step()
+            finally:
+                del encoder.fused_attention  # back to the class default
+        return call
+
+    calls = {"fused": run(True), "blocks": run(False)}
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    load_before = _loadavg()
+    for r in range(repeats):
+        for key in (tuple(calls) if r % 2 == 0 else tuple(reversed(calls))):
+            times[key].append(_timed(calls[key], cfg.device))
+    load_after = _loadavg()
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    record = {
+        "preset": name, "label": subject.label, "batch": cfg.train_batch, "size": cfg.size,
+        "load_average": {"before": load_before, "after": load_after},
+        **{k: {"median_ms": round(medians[k], 3), "min_ms": round(min(v), 3), "times_ms": [round(t, 3) for t in v]}
+           for k, v in times.items()},
+        "ratio_blocks_over_fused": medians["blocks"] / medians["fused"],
+    }
+    log(f"  {subject.label}, training step at batch {cfg.train_batch}: fused {medians['fused']:9.1f} ms, open_clip "
+        f"blocks {medians['blocks']:9.1f} ms, blocks/fused {record['ratio_blocks_over_fused']:.3f}x; "
+        f"load {load_before} -> {load_after}")
+    return record
+
+
 def vs_official(presets: str | tuple[str, ...] = PRESETS, *, size: int | None = None, threads: int = 2,
-                repeats: int = 5, warmup: int = 1, quick: bool = False, device: str = "cpu",
+                repeats: int = 5, warmup: int = 1, quick: bool = False, device: str = "cpu", train: bool = False,
+                train_batch: int | None = None,
                 results_dir: str = "results", profile: str = "mini", run_id: str | None = None,
                 log: Callable[[str], None] = print, write: bool = True) -> dict[str, Any]:
     """Run the comparison for ``presets`` (see the module docstring); write and return the record."""
@@ -133,11 +181,12 @@ def vs_official(presets: str | tuple[str, ...] = PRESETS, *, size: int | None = 
         raise ValueError(f"--vs-official compares the presets {list(PRESETS)}; got {list(names) or 'none'}")
     if repeats < 1 or warmup < 0 or threads < 1:
         raise ValueError(f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
-    cfg = resolve({"methods": ",".join(names), "quick": quick, "size": size, "device": device, "phases": "forward"})
+    cfg = resolve({"methods": ",".join(names), "quick": quick, "size": size, "device": device,
+                   "phases": "forward,train" if train else "forward", "train_batch": train_batch})
     run_id = run_id or f"vs-official-{torch.device(cfg.device).type}{'-quick' if quick else ''}"
     path = result_path(results_dir, profile, run_id)  # validates before any work
     params = {"presets": ",".join(names), "size": cfg.size, "threads": threads, "repeats": repeats, "warmup": warmup,
-              "quick": quick, "device": device, "results_dir": str(results_dir), "profile": profile, "run_id": run_id}
+              "quick": quick, "train": train, "train_batch": cfg.train_batch, "device": device, "results_dir": str(results_dir), "profile": profile, "run_id": run_id}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -147,13 +196,14 @@ def vs_official(presets: str | tuple[str, ...] = PRESETS, *, size: int | None = 
             f"threads{', quick tiny model' if quick else ''}), {cfg.size}² crop, median of {repeats} after {warmup} "
             f"warm-up; load average {load_before}")
         results = [compare_preset(name, cfg, repeats, warmup, log) for name in names]
+        train_results = [compare_train_step(name, cfg, repeats, warmup, log) for name in names] if train else []
         record = {
             "format": VS_OFFICIAL_FORMAT, "run": run_id, "profile": profile, "params": params,
             "device": {"type": torch.device(cfg.device).type, "name": device_name(cfg.device)},
             "dtype": "float32", "torch_threads": torch.get_num_threads(),
             "load_average": {"before": load_before, "after": _loadavg()},
             "environment": environment(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - t0, 3), "presets": results,
+            "seconds": round(time.perf_counter() - t0, 3), "presets": results, "train_step": train_results,
         }
     finally:
         torch.set_num_threads(previous)
