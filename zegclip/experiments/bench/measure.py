@@ -146,8 +146,8 @@ def bench_method(name: str, cfg: BenchConfig, log: Callable[[str], None] = print
             image = _images(1, cfg.image_size, cfg)
             if subject.stage == "one-stage":
                 def call():
-                    with _autocast(cfg):
-                        return model.scores(image)  # slide windows, as evaluation (eager, not compiled)
+                    with torch.no_grad(), _autocast(cfg):  # as predict and evaluate call it (scores itself records a
+                        return model.scores(image)  # graph with autograd on); slide windows, eager, not compiled
                 windows = _windows(model, cfg.image_size)
             else:
                 call, windows = infer(image), 1
