@@ -205,7 +205,6 @@ def device_name(device: str) -> str:
 
 def run_bench(params: dict[str, Any] | None = None, log: Callable[[str], None] = print, write: bool = True) -> dict:
     """Run the benchmark for ``params`` (keys of :data:`DEFAULT_PARAMS`), write the JSON, return the record."""
-    from ...engine.checkpoint import write_json_atomic
     from ...engine.results import environment
 
     given = dict(params or {})
@@ -237,6 +236,13 @@ def run_bench(params: dict[str, Any] | None = None, log: Callable[[str], None] =
         }
     finally:
         torch.set_num_threads(previous_threads)
+    return write_record(path, record, write, log)
+
+
+def write_record(path: Path, record: dict, write: bool, log: Callable[[str], None]) -> dict:
+    """Write a bench record atomically to ``path`` (when ``write``), note the path in it, say so; return it."""
+    from ...engine.checkpoint import write_json_atomic
+
     if write:
         write_json_atomic(path, record)
         record["_path"] = str(path)

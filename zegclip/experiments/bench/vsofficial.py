@@ -44,7 +44,7 @@ import torch
 
 from .config import VS_OFFICIAL_FORMAT, resolve, result_path
 from .efficiency import synchronize
-from .measure import _images, _loadavg, build_subject, device_name, make_train_step
+from .measure import _images, _loadavg, build_subject, device_name, make_train_step, write_record
 from .reference import reference_logits
 
 PRESETS = ("voc", "coco")
@@ -172,7 +172,6 @@ def vs_official(presets: str | tuple[str, ...] = PRESETS, *, size: int | None = 
                 results_dir: str = "results", profile: str = "mini", run_id: str | None = None,
                 log: Callable[[str], None] = print, write: bool = True) -> dict[str, Any]:
     """Run the comparison for ``presets`` (see the module docstring); write and return the record."""
-    from ...engine.checkpoint import write_json_atomic
     from ...engine.results import environment
 
     names = tuple(p.strip().lower() for p in (presets.split(",") if isinstance(presets, str) else presets) if p.strip())
@@ -207,8 +206,4 @@ def vs_official(presets: str | tuple[str, ...] = PRESETS, *, size: int | None = 
         }
     finally:
         torch.set_num_threads(previous)
-    if write:
-        write_json_atomic(path, record)
-        record["_path"] = str(path)
-        log(f"wrote {path}")
-    return record
+    return write_record(path, record, write, log)
