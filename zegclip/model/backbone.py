@@ -59,9 +59,9 @@ def global_hooks() -> bool:
 
 
 def _hooked(module: nn.Module) -> bool:
-    """Whether calling ``module`` would run hooks (its own or global ones), which a bypass would skip."""
+    """Whether ``module`` has hooks of its own, which a bypass would skip (global ones: :func:`global_hooks`)."""
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or module._backward_pre_hooks or global_hooks())
+                or module._backward_pre_hooks)
 
 
 def fusable_block(block: nn.Module) -> bool:
@@ -85,6 +85,7 @@ def fusable_block(block: nn.Module) -> bool:
         and type(mlp.c_proj) is nn.Linear
         and type(block.ls_1) in (nn.Identity, LayerScale)
         and type(block.ls_2) in (nn.Identity, LayerScale)
+        and not global_hooks()
         and not any(_hooked(m) for m in block.modules())
     )
 

@@ -58,6 +58,23 @@ def _timed(fn: Callable[[], Any], device: str) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def _in_turn(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str) -> dict[str, Any]:
+    """``warmup`` untimed rounds, then ``repeats`` timed rounds of ``calls`` in turn (reversed order every other
+    round): per call its median, minimum and every time (ms), plus the load average before and after."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    load_before = _loadavg()
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for r in range(repeats):
+        for key in (tuple(calls) if r % 2 == 0 else tuple(reversed(calls))):
+            times[key].append(_timed(calls[key], device))
+    load_after = _loadavg()
+    return {"load_average": {"before": load_before, "after": load_after},
+            **{k: {"median_ms": round(statistics.median(v), 3), "min_ms": round(min(v), 3),
+                   "times_ms": [round(t, 3) for t in v]} for k, v in times.items()}}
+
+
 def kernel_floor(model, images: torch.Tensor) -> Callable[[], None]:
     """A closure running only the backbone's unavoidable float32 kernels for ``images`` (see the module doc)."""
     import torch.nn.functional as F
@@ -98,30 +115,19 @@ def compare_preset(name: str, cfg, repeats: int, warmup: int, log: Callable[[str
     with torch.no_grad():
         ours, official = calls["ours"](), calls["official"]()
         diff = float((ours - official).abs().max() / official.abs().max())
-        for _ in range(warmup):
-            for fn in calls.values():
-                fn()
-        load_before = _loadavg()
-        times: dict[str, list[float]] = {key: [] for key in calls}
-        for r in range(repeats):
-            order = tuple(calls) if r % 2 == 0 else tuple(reversed(calls))
-            for key in order:
-                times[key].append(_timed(calls[key], cfg.device))
-        load_after = _loadavg()
-    medians = {k: statistics.median(v) for k, v in times.items()}
+        timed = _in_turn(calls, repeats, warmup, cfg.device)
+    medians = {k: timed[k]["median_ms"] for k in calls}
     record = {
         "preset": name, "label": subject.label, "classes": subject.classes, "tokens": subject.tokens,
-        "size": cfg.size, "output_shape": list(ours.shape), "max_rel_diff": diff,
-        "load_average": {"before": load_before, "after": load_after},
-        **{k: {"median_ms": round(medians[k], 3), "min_ms": round(min(v), 3), "times_ms": [round(t, 3) for t in v]}
-           for k, v in times.items()},
+        "size": cfg.size, "output_shape": list(ours.shape), "max_rel_diff": diff, **timed,
         "ratio_official_over_ours": medians["official"] / medians["ours"],
         "ratio_official_over_floor": medians["official"] / medians["floor"],
     }
+    load = timed["load_average"]
     log(f"  {subject.label}: ours {medians['ours']:9.1f} ms, official {medians['official']:9.1f} ms, "
         f"official/ours {record['ratio_official_over_ours']:.3f}x, max rel diff {diff:.2e}; kernel floor "
         f"{medians['floor']:.1f} ms (official/floor {record['ratio_official_over_floor']:.3f}x: the bound); "
-        f"load {load_before} -> {load_after}")
+        f"load {load['before']} -> {load['after']}")
     return record
 
 
@@ -143,26 +149,14 @@ def compare_train_step(name: str, cfg, repeats: int, warmup: int,
         return call
 
     calls = {"fused": run(True), "blocks": run(False)}
-    for _ in range(warmup):
-        for fn in calls.values():
-            fn()
-    times: dict[str, list[float]] = {key: [] for key in calls}
-    load_before = _loadavg()
-    for r in range(repeats):
-        for key in (tuple(calls) if r % 2 == 0 else tuple(reversed(calls))):
-            times[key].append(_timed(calls[key], cfg.device))
-    load_after = _loadavg()
-    medians = {k: statistics.median(v) for k, v in times.items()}
-    record = {
-        "preset": name, "label": subject.label, "batch": cfg.train_batch, "size": cfg.size,
-        "load_average": {"before": load_before, "after": load_after},
-        **{k: {"median_ms": round(medians[k], 3), "min_ms": round(min(v), 3), "times_ms": [round(t, 3) for t in v]}
-           for k, v in times.items()},
-        "ratio_blocks_over_fused": medians["blocks"] / medians["fused"],
-    }
+    timed = _in_turn(calls, repeats, warmup, cfg.device)
+    medians = {k: timed[k]["median_ms"] for k in calls}
+    record = {"preset": name, "label": subject.label, "batch": cfg.train_batch, "size": cfg.size, **timed,
+              "ratio_blocks_over_fused": medians["blocks"] / medians["fused"]}
+    load = timed["load_average"]
     log(f"  {subject.label}, training step at batch {cfg.train_batch}: fused {medians['fused']:9.1f} ms, open_clip "
         f"blocks {medians['blocks']:9.1f} ms, blocks/fused {record['ratio_blocks_over_fused']:.3f}x; "
-        f"load {load_before} -> {load_after}")
+        f"load {load['before']} -> {load['after']}")
     return record
 
 
