@@ -8,6 +8,7 @@ from conftest import tiny_overrides
 
 import zegclip
 from zegclip.model.presets import TABLE5_VARIANTS, get_config, variant_overrides
+from zegclip.engine.selftrain import pseudo_labels
 from zegclip.model.segmentor import num_windows, window_starts
 from zegclip.model.queries import QUERY_FORMATS
 
@@ -287,6 +288,36 @@ def test_calibration_with_zero_logits(tiny_model, monkeypatch):
     assert st.train_idx.tolist() == list(range(20))
     paper = zegclip.build_model("voc", random_init=True, **tiny_overrides(seen_calibration=0.0))
     torch.testing.assert_close(paper.scores(torch.randn(1, 3, 64, 64)), torch.full((1, 20, 64, 64), 0.5))
+
+
+@pytest.mark.parametrize("kind", ["el", "plain", "plus"])
+def test_scores_follow_the_loss_that_trained_the_logits(kind, monkeypatch):
+    """NEL models: sigmoid - 0.1 on seen classes (official). EL models: softmax over the classes, then the same shift;
+    their logits carry an arbitrary per-pixel offset, which must not change a prediction (issue 28, step 1)."""
+    model = zegclip.build_model("voc", random_init=True, **tiny_overrides(loss={"kind": kind}))
+    torch.manual_seed(0)
+    base = 0.5 * torch.randn(1, 20, 8, 8)
+    base[:, 3] += 8.0  # a seen class leads everywhere
+    for offset in (0.0, -20.0):
+        monkeypatch.setattr(type(model), "forward", lambda self, images, class_idx=None, o=offset: base + o)
+        scores = model.scores(torch.randn(1, 3, 8, 8))
+        probs = (base + offset).softmax(1) if kind == "el" else (base + offset).sigmoid()
+        probs[:, :15] -= 0.1
+        torch.testing.assert_close(scores, probs, rtol=0, atol=1e-6)
+        labels = scores.argmax(1)
+        if kind == "el" or offset == 0.0:
+            assert labels.eq(3).all()  # the seen class survives the shift
+        else:  # sigmoid of low logits is under the shift for every seen class: the scoring rule that EL must avoid
+            assert (labels >= 15).all()
+    monkeypatch.undo()
+
+
+def test_pseudo_labels_use_the_scores_of_the_loss():
+    logits = torch.randn(2, 6, 4, 4)
+    labels = torch.full((2, 4, 4), 4)
+    for kind in ("el", "plus"):
+        got = pseudo_labels(labels, logits - 30.0, [3, 4, 5], "dagger", loss_kind=kind)
+        assert got.tolist() == (logits[:, 3:].argmax(1) + 3).tolist()  # argmax over the unseen, offset-free
 
 
 def test_fully_supervised_setting_trains_on_all_classes():

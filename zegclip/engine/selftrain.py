@@ -4,8 +4,9 @@
   ``seen[k]``); unseen-class pixels become ``ignore`` (which the official loss treats as negatives).
 * **Fully supervised**: labels are used as they are.
 * **Transductive self-training** (paper Sec. 4.3): labels stay in the full class space and the decoder queries
-  every class. Online pseudo-labels come from the current forward pass (sigmoid scores, detached, argmax over
-  the unseen classes, no threshold):
+  every class. Online pseudo-labels come from the current forward pass (the scores of the training loss - sigmoid,
+  or softmax for the exclusive loss, :mod:`zegclip.model.scores` - detached, argmax over the unseen classes, no
+  threshold):
 
   - ``"dagger"`` (†, what the official code does): only pixels whose ground truth is an unseen class are
     pseudo-labelled (their location is known, as in MaskCLIP+);
@@ -19,6 +20,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+from ..model.scores import loss_scores
 
 ST_VARIANTS = ("dagger", "all")
 PAD_INDEX = 254  # label of image padding in the training crops of the "all" variant (ignore everywhere else)
@@ -54,13 +57,15 @@ def pseudo_labels(
     variant: str = "dagger",
     ignore_index: int = 255,
     pad_index: int | None = None,
+    loss_kind: str = "plus",
 ) -> torch.Tensor:
     """Online self-training targets in the full class space.
 
     Args:
         labels: (B, H, W) full-space ground truth (unseen ids present), ``ignore_index`` for ignore.
         logits: (B, C_all, h, w) mask logits of the current forward pass (resized to the label size here).
-        unseen: unseen class ids; pseudo-labels are argmax of the sigmoid scores over these classes.
+        unseen: unseen class ids; pseudo-labels are argmax over these classes of the scores of ``loss_kind`` (the
+            loss that trains the model: sigmoid, or softmax over all classes for ``"el"``).
         variant: ``"dagger"`` (pixels with unseen ground truth) or ``"all"`` (also ignore pixels, not padding).
         pad_index: label value of image padding (never pseudo-labelled; returned as ``ignore_index``).
     Returns (B, H, W) long labels: seen ids kept, chosen pixels set to an unseen id, the rest ``ignore_index``.
@@ -72,7 +77,7 @@ def pseudo_labels(
         raise ValueError("self-training needs at least one unseen class")
     if logits.shape[-2:] != labels.shape[-2:]:
         logits = torch.nn.functional.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-    scores = logits.detach().float().sigmoid()[:, unseen_t]  # (B, U, H, W)
+    scores = loss_scores(logits.detach().float(), loss_kind)[:, unseen_t]  # (B, U, H, W)
     guess = unseen_t[scores.argmax(dim=1)]  # (B, H, W) full-space unseen ids
     labels = labels.long()
     is_unseen = torch.isin(labels, unseen_t)

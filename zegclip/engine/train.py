@@ -211,6 +211,7 @@ class Labeler:
         self.seen = model.seen_idx.tolist()
         self.unseen = sorted(set(range(self.num_classes)) - set(self.seen))
         self.variant = cfg.self_training
+        self.loss_kind = model.cfg.loss.kind
         self.ignore = ignore_index
         if self.setting == "transductive" and self.variant is None:
             raise ValueError("setting 'transductive' needs train.self_training = 'dagger' or 'all'")
@@ -222,7 +223,8 @@ class Labeler:
             return inductive_labels(labels, self.seen, self.num_classes, self.ignore)
         if self.setting == "transductive":
             pad = PAD_INDEX if self.variant == "all" else None
-            return pseudo_labels(labels, logits, self.unseen, self.variant, self.ignore, pad_index=pad)
+            return pseudo_labels(labels, logits, self.unseen, self.variant, self.ignore, pad_index=pad,
+                                 loss_kind=self.loss_kind)
         return labels
 
 

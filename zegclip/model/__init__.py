@@ -11,6 +11,7 @@ of ``zegclip.data.classes``, never the engine, the mini world or the experiments
     queries.py    relationship descriptor: text x image-token queries
     decoder.py    the lightweight mask decoder
     segmentor.py  ZegCLIP: forward, scores, slide-window segment, set_classes
+    scores.py     logits -> scores by the training loss (sigmoid / softmax), seen-class shift
     losses.py     focal + dice (+ NEL) losses
     text.py       class text embeddings (templates, cache)
     factory.py    build_model

@@ -7,8 +7,9 @@ Data flow for a batch of normalised images (B, 3, H, W) and C queried classes::
     masks    (B, C, h*w)                          <- MaskDecoder(queries, H)
     logits   (B, C, H, W)                         <- bilinear resize (via mask_size, official)
 
-At test time :meth:`ZegCLIP.scores` turns logits into sigmoid scores, lowers seen-class scores by the
-calibration shift (0.1, official, inductive only) and averages over sliding windows (crop 512, stride 426);
+At test time :meth:`ZegCLIP.scores` turns logits into scores (sigmoid, or softmax for a model trained with the
+exclusive loss: :mod:`.scores`), lowers seen-class scores by the calibration shift (0.1, official, inductive only)
+and averages over sliding windows (crop 512, stride 426);
 :meth:`ZegCLIP.segment` takes the argmax over all classes (generalised zero-shot protocol).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .backbone import PromptedVisionEncoder, global_hooks
 from .config import NORMALIZATIONS, ZegCLIPConfig
 from .decoder import MaskDecoder
 from .queries import RelationshipDescriptor
+from .scores import calibrated_scores
 from .text import class_embeddings, check_class_names
 
 
@@ -238,12 +240,10 @@ class ZegCLIP(nn.Module):
         return out
 
     def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
-        """Sigmoid scores with the seen-class shift: (B, C_all, H, W) logits -> scores."""
-        scores = logits.sigmoid()
-        shift = self.cfg.calibration
-        if shift and self.seen_idx.numel():
-            scores[:, self.seen_idx] -= shift
-        return scores
+        """Scores with the seen-class shift: (B, C_all, H, W) logits -> scores. Sigmoid for a model trained with a
+        non-exclusive loss (official), softmax over the classes for one trained with the exclusive loss (EL), see
+        :mod:`zegclip.model.scores`."""
+        return calibrated_scores(logits, self.cfg.loss.kind, self.seen_idx, self.cfg.calibration)
 
     @torch.no_grad()
     def scores(self, images: torch.Tensor) -> torch.Tensor:
