@@ -213,14 +213,36 @@ def controls_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _pretrain_config(args: argparse.Namespace):
+    """The mini-CLIP pretraining config of the command line: the packaged one with --steps, --locality and
+    --alignment where given."""
+    from .mini.miniclip import PretrainConfig
+
+    given = {k: getattr(args, k) for k in ("steps", "locality", "alignment") if getattr(args, k) is not None}
+    return PretrainConfig(**given)
+
+
 def cmd_mini(args: argparse.Namespace) -> int:
     """The mini world: pretrain (or show) the mini-CLIP, or run the Table 5 ablation on the CPU."""
     if args.action == "pretrain":
         from .mini.miniclip import PretrainConfig, ensure_mini_clip
 
-        cfg = PretrainConfig(**({"steps": args.steps} if args.steps is not None else {}))
-        path, record = ensure_mini_clip(cfg)
+        path, record = ensure_mini_clip(_pretrain_config(args))
         print(json.dumps({"weights": str(path), **{k: v for k, v in record.items() if k != "config"}}, indent=2))
+        return 0
+    if args.action == "dials":
+        from .mini.calibrate import log_dials
+        from .mini.diagnose import diagnose_mini_clip
+
+        entry = diagnose_mini_clip(_pretrain_config(args), progress=True)
+        path = log_dials(entry, args.results)
+        print(f"mini-CLIP {entry['weights']} (locality {entry['dials']['locality']:g}, alignment "
+              f"{entry['dials']['alignment']:g}):")
+        for preset, p in entry["presets"].items():
+            print(f"  {preset}: training-free mIoU {p['training_free']['mIoU']:.1f}, linear probe "
+                  f"{p['probe']['acc']:.1f}%, zero-shot top-1 seen/unseen "
+                  f"{entry['zero_shot'][preset]['seen']:.1f}/{entry['zero_shot'][preset]['unseen']:.1f}")
+        print(f"logged in {path}")
         return 0
     if args.action == "calibrate":
         from .mini.calibrate import run_calibration
@@ -432,16 +454,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", default="train,val", help="splits to check")
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("mini", help="the mini world: pretrain the mini-CLIP, or run the Table 5 ablation's 36 runs (CPU)")
-    p.add_argument("action", choices=["pretrain", "table5", "controls", "calibrate", "diagnose", "speed",
+    p.add_argument("action", choices=["pretrain", "table5", "controls", "calibrate", "diagnose", "dials", "speed",
                                        "fake-datasets"],
                    help="pretrain the mini-CLIP; run Table 5; measure the world's five controls (written to "
                         "<results>/mini/calibration/controls-<preset>.json); one calibration run (logged in "
                         "<results>/mini/calibration/); the diagnosis instruments (patch oracle, probes, zero-shot); "
+                        "one mini-CLIP's dial instruments (training-free mIoU, probe, zero-shot; logged in "
+                        "<results>/mini/calibration/pretrain/dials.json); "
                         "the scene-rendering benchmark; tiny stand-ins of the real downloads, drawn from mini scenes "
                         "(fake-datasets OUT: what `prepare` and `reproduce --profile paper --quick` read)")
     p.add_argument("out", nargs="?", default=None, help="fake-datasets: the output folder")
     p.add_argument("--images", type=at_least(1), default=4, help="fake-datasets: images per split")
     p.add_argument("--steps", type=at_least(1), default=None, help="pretraining steps (default: the packaged config)")
+    p.add_argument("--locality", type=float, default=None, help="pretrain/dials: weight of the head term (default: packaged)")
+    p.add_argument("--alignment", type=float, default=None,
+                   help="pretrain/dials: weight of the caption term (default: packaged)")
     p.add_argument("--name", default=None, help="calibrate: the log entry's name")
     p.add_argument("--note", default=None, help="calibrate: what this run changes, in words")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="calibrate: run-file override")

@@ -179,3 +179,41 @@ def pretrain_probe_frame(results_dir: str | Path = "results"):
                      "colour acc": e["probe"]["features"]["colour_acc"],
                      "zero-shot seen": zs["seen"], "zero-shot unseen": zs["unseen"]})
     return pd.DataFrame(rows)
+
+
+def dials_path(results_dir: str | Path = "results") -> Path:
+    return Path(results_dir) / "mini" / "calibration" / "pretrain" / "dials.json"
+
+
+def log_dials(entry: dict, results_dir: str | Path = "results") -> Path:
+    """Add (or replace, by cache key) one mini-CLIP's instruments (:func:`zegclip.mini.diagnose.diagnose_mini_clip`)
+    in ``<results>/mini/calibration/pretrain/dials.json``, the log of the dial search. Atomic."""
+    from ..engine.checkpoint import write_json_atomic
+    from ..engine.results import environment
+
+    path = dials_path(results_dir)
+    log = json.loads(path.read_text()) if path.is_file() else {"entries": []}
+    log["entries"] = [e for e in log["entries"] if e["key"] != entry["key"]] + [
+        {**entry, "environment": environment(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+    log["entries"].sort(key=lambda e: (e["dials"]["locality"], e["dials"]["alignment"], e["steps"]))
+    write_json_atomic(path, log)
+    return path
+
+
+def dials_frame(results_dir: str | Path = "results"):
+    """The dial search as a table, one row per mini-CLIP: both dials, training-free mIoU and linear-probe accuracy
+    per preset, zero-shot top-1 (min of seen and unseen) and the pretraining time."""
+    import pandas as pd
+
+    path = dials_path(results_dir)
+    rows = []
+    for e in (json.loads(path.read_text())["entries"] if path.is_file() else []):
+        row = {"locality": e["dials"]["locality"], "alignment": e["dials"]["alignment"], "steps": e["steps"]}
+        for preset, p in e["presets"].items():
+            row[f"training-free mIoU ({preset})"] = p["training_free"]["mIoU"]
+            row[f"probe acc ({preset})"] = p["probe"]["acc"]
+        for world, z in e["zero_shot"].items():
+            row[f"zero-shot min ({world})"] = min(z["seen"], z["unseen"])
+        row["pretrain s"] = e["pretrain_seconds"]
+        rows.append(row)
+    return pd.DataFrame(rows)

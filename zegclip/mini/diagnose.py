@@ -25,7 +25,7 @@ from ..engine.metrics import SegmentationMetrics
 from .grammar import get_world
 from .render import render_scene
 
-__all__ = ["patch_labels", "patch_oracle", "probe_features", "linear_probe"]
+__all__ = ["patch_labels", "patch_oracle", "probe_features", "linear_probe", "training_free"]
 
 
 def patch_labels(label: torch.Tensor, patch: int, num_classes: int, ignore_index: int = 255,
@@ -151,6 +151,35 @@ def linear_probe(model, world: str = "mini-voc", where: str = "features", train_
     }
 
 
+@torch.no_grad()
+def training_free(model, world=None, scenes: int = 300, stream: int | None = None, batch: int = 100) -> dict:
+    """Training-free segmentation by the frozen CLIP: every patch token against every class's text embedding.
+
+    No decoder, no prompts, no training: the cosine of each L2-normalised projected patch token (``features`` of
+    the backbone, built with ``encoder={"mode": "fix"}``) with each class embedding of the model (its preset's
+    templates), resized bilinearly to pixels, argmax over **all** classes, scored like a model on scenes
+    ``0..scenes-1`` of ``stream`` (default the calib stream of seed 0, where the mini world's settings are chosen).
+    What raw CLIP's patch tokens give without any adaptation: the alignment dial of the mini-CLIP is set by it.
+    Returns pAcc, mIoU, mIoU(S), mIoU(U), hIoU and the per-class IoU.
+    """
+    from .dataset import MiniSegmentation
+
+    w = get_world(world or model.cfg.split)
+    stream = MiniSegmentation.CALIB_STREAM if stream is None else stream  # calib stream of seed 0
+    metric = SegmentationMetrics(w.num_classes, seen=list(w.split.seen), unseen=list(w.split.unseen))
+    model.eval()
+    text = model.class_embeddings.float()
+    for start in range(0, scenes, batch):
+        imgs, labs = _scenes(w, stream, start, min(batch, scenes - start))
+        feats, _ = model.backbone(model.normalize(imgs))  # (B, D, h, w), unit norm along D
+        logits = torch.einsum("bdhw,cd->bchw", feats.float(), F.normalize(text, dim=-1))
+        logits = F.interpolate(logits, size=labs.shape[-2:], mode="bilinear", align_corners=False)
+        metric.update(logits.argmax(1), labs)
+    out = metric.compute()
+    return {"world": w.name, "scenes": scenes, "stream": stream,
+            **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in out.items()}}
+
+
 def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, progress: bool = False,
              train_scenes: int = 1000, test_scenes: int = 300, random_clip: bool = False) -> dict:
     """The instruments of the mini world for one preset, on the packaged mini-CLIP: the patch oracle on the
@@ -177,6 +206,7 @@ def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, pr
     out = {"preset": preset, "mini_clip": {"weights": path.name, "generator_version": GENERATOR_VERSION,
                                            "pretrain_seconds": record["seconds_total"]},
            "oracle": patch_oracle(world, scenes=test_scenes), "zero_shot": record["zero_shot"], "probes": {},
+           "training_free": training_free(model, scenes=test_scenes),
            "environment": environment()}
     sizes = dict(train_scenes=train_scenes, test_scenes=test_scenes)
     for where in tqdm(probes, desc="linear probes", disable=not progress):
@@ -185,6 +215,30 @@ def diagnose(preset: str = "mini-voc", probes: tuple[str, ...] | None = None, pr
     # pretraining). Pretraining earns only what lies above it.
     floor = build_model(preset, random_init=True, encoder={"mode": "fix"})
     out["floor"] = {where: linear_probe(floor, world, where, **sizes) for where in ("block1", "features")}
+    return out
+
+
+def diagnose_mini_clip(cfg=None, presets: tuple[str, ...] = ("mini-voc", "mini-coco"), train_scenes: int = 1000,
+                       test_scenes: int = 300, progress: bool = False) -> dict:
+    """The instruments of one mini-CLIP (a :class:`~zegclip.mini.miniclip.PretrainConfig`, pretrained and cached when
+    absent), for choosing its dials: per preset the training-free mIoU (:func:`training_free`, calib stream) and
+    the linear probe of the frozen ``features`` (:func:`linear_probe`), and the image-level zero-shot top-1 of its
+    pretraining record. Nothing here reads a ZegCLIP result."""
+    from ..model.factory import build_model
+    from .miniclip import DIALS, PretrainConfig, ensure_mini_clip
+
+    cfg = cfg or PretrainConfig()
+    path, record = ensure_mini_clip(cfg, progress=progress)
+    out = {"key": cfg.key(), "weights": path.name, "dials": {d: getattr(cfg, d) for d in DIALS},
+           "steps": cfg.steps, "pretrain_seconds": record["seconds_total"], "torch_threads": record["torch_threads"],
+           "zero_shot": {w: {k: z[k] for k in ("all", "seen", "unseen")} for w, z in record["zero_shot"].items()},
+           "presets": {}}
+    for preset in presets:
+        model = build_model(preset, weights=str(path), encoder={"mode": "fix"})
+        free = training_free(model, scenes=test_scenes)
+        probe = linear_probe(model, preset, "features", train_scenes=train_scenes, test_scenes=test_scenes)
+        out["presets"][preset] = {"training_free": {k: free[k] for k in ("mIoU", "mIoU(S)", "mIoU(U)", "pAcc")},
+                                  "probe": {k: probe[k] for k in ("acc", "colour_acc", "shape_acc")}}
     return out
 
 
@@ -219,7 +273,8 @@ def diagnosis_frame(results_dir: str | Path = "results"):
             rows.append({"preset": d["preset"], "features": f"{where} (random init)", "class acc": pr["acc"],
                          "colour acc": pr["colour_acc"], "shape acc": pr["shape_acc"], "train acc": pr["train_acc"]})
         o, clip = d["oracle"], d["mini_clip"]
+        free = f"training-free mIoU {d['training_free']['mIoU']:.1f}; " if "training_free" in d else ""
         lines.append(f"**{d['preset']}** (mini-CLIP `{clip['weights']}`, generator v{clip['generator_version']}): "
-                     f"patch oracle mIoU **{o['mIoU']:.1f}**, pAcc {o['pAcc']:.1f}; zero-shot top-1 "
+                     f"patch oracle mIoU **{o['mIoU']:.1f}**, pAcc {o['pAcc']:.1f}; {free}zero-shot top-1 "
                      + ", ".join(f"{w} seen {z['seen']:.1f} / unseen {z['unseen']:.1f}" for w, z in d["zero_shot"].items()))
     return pd.DataFrame(rows), lines

@@ -5,6 +5,19 @@ at image level only (never a mask). Images come from both rendering styles and b
 world (a mini-voc class is also a mini-coco class), so the unseen classes of every split are known to CLIP as
 words and as image content, exactly as "sheep" is known to real CLIP.
 
+Two dials set how *local* and how *aligned* the frozen patch tokens are (issue 28). Real CLIP's patch tokens carry
+their class (a linear probe segments well) but match the class prompts only partly; contrastive pretraining on
+whole images alone gives neither. Both dials are dense terms on the pretraining scenes, whose targets are the
+majority label of each patch cell (background cells left out):
+
+* ``locality`` weighs the **head term**: each projected patch token is classified among its world's classes by a
+  linear head of that world, thrown away after pretraining. It makes tokens carry their class without tying them
+  to the text.
+* ``alignment`` weighs the **caption term**: each normalised patch token is classified among its world's class
+  captions, embedded by the text tower being trained, at CLIP's logit scale. It makes tokens match the text.
+
+Both 0 is the contrastive mini-CLIP of generator 3, bit for bit (same stream of random numbers, same cache key).
+
 The weights are cached as safetensors under ``$ZEGCLIP_CACHE/mini-clip/<key>.safetensors`` (default
 ``~/.cache/zegclip``), keyed by the pretraining config and the generator version, in OpenAI/open_clip key layout
 (``visual.*`` + text keys), so :func:`zegclip.build_model` loads them like any CLIP checkpoint. A content hash is
@@ -44,6 +57,10 @@ CLIP_STD = (68.5005327, 66.6321579, 70.32316305)
 PRETRAIN_STREAM = 1_000_000_000
 
 
+DIALS = ("locality", "alignment")  # PretrainConfig fields of the dense terms (module doc)
+DENSE_IGNORE = 255  # cell target of a background cell (left out of the dense terms)
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     # 500 steps (generator 3): the pretraining must fit 15 minutes on 2 cores (issue 20), and 1,500 steps took
@@ -62,6 +79,10 @@ class PretrainConfig:
     # resized back): the caption stays the object's, so the tower must name a shape from its inside alone, which
     # is what a patch token sees (issue 20: frozen patch tokens carried colour but little shape).
     crop: float = 0.0
+    # The two dials (module doc): weights of the head term (locality) and of the caption term (alignment) in the
+    # loss, beside the contrastive loss (weight 1). 0 switches a term off.
+    locality: float = 0.0
+    alignment: float = 0.0
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "pool", "eval_images"):
@@ -69,10 +90,22 @@ class PretrainConfig:
                 raise ValueError(f"mini-CLIP pretraining: {name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0 or self.weight_decay < 0 or self.warmup < 1 or not 0 <= self.crop <= 1:
             raise ValueError("mini-CLIP pretraining: need lr > 0, weight_decay >= 0, warmup >= 1, 0 <= crop <= 1")
+        for name in DIALS:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"mini-CLIP pretraining: {name} must be a finite number >= 0, got {value!r}")
 
     def key(self) -> str:
-        blob = json.dumps([dataclasses.asdict(self), MINI_CLIP_CONFIG, GENERATOR_VERSION], sort_keys=True)
+        """The cache key: a hash of the config, the mini-CLIP architecture and the generator version. A dial at 0 is
+        left out of the hash, so the mini-CLIP of a config from before the dials keeps its key (and its cache)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if not (k in DIALS and v == 0)}
+        blob = json.dumps([fields, MINI_CLIP_CONFIG, GENERATOR_VERSION], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    @property
+    def dense(self) -> bool:
+        """Whether a dense (per patch) term is on."""
+        return any(getattr(self, name) > 0 for name in DIALS)
 
 
 def mini_clip_spec(image_size: int = 64) -> ClipSpec:
@@ -93,22 +126,26 @@ def render_pool(cfg: PretrainConfig, progress: bool = True) -> dict:
     """Pre-rendered pretraining data: multi-object scenes, and single objects grouped by caption.
 
     Returns {"scenes": (N, 3, 64, 64) uint8, "scene_classes": [...], "scene_worlds": [...],
-    "singles": {caption class name: (M, 3, 64, 64) uint8}}. Half of the pool is scenes of every world in
-    ``cfg.worlds`` (both rendering styles), half single objects of every thing class.
+    "scene_cells": (N, 8, 8) uint8, "singles": {caption class name: (M, 3, 64, 64) uint8}}. Half of the pool is
+    scenes of every world in ``cfg.worlds`` (both rendering styles), half single objects of every thing class.
+    ``scene_cells`` are the dense targets: the majority label of each patch cell of a scene, in its world's class
+    ids, :data:`DENSE_IGNORE` where the background is the majority (:func:`dense_targets`).
     """
     from tqdm.auto import tqdm
 
     worlds = [get_world(w) for w in cfg.worlds]
     n_scenes = cfg.pool // 2
-    scenes, classes, names = [], [], []
+    scenes, classes, names, cells = [], [], [], []
     singles: dict[str, list[torch.Tensor]] = {}
+    patch = MINI_CLIP_CONFIG["vision_cfg"]["patch_size"]
     bar = tqdm(total=cfg.pool, desc="mini-CLIP data", unit="img", disable=not progress)
     for i in range(n_scenes):
         world = worlds[i % len(worlds)]
-        img, _, ids = render_scene(world, cfg.seed + PRETRAIN_STREAM, i)
+        img, label, ids = render_scene(world, cfg.seed + PRETRAIN_STREAM, i)
         scenes.append(torch.from_numpy(img).permute(2, 0, 1))
         classes.append(list(ids))
         names.append(world.name)
+        cells.append(dense_targets(torch.from_numpy(label.astype(np.int64))[None], world, patch)[0].to(torch.uint8))
         bar.update(1)
     things = [(w, c) for w in worlds for c in w.things]
     for i in range(cfg.pool - n_scenes):
@@ -118,7 +155,27 @@ def render_pool(cfg: PretrainConfig, progress: bool = True) -> dict:
         bar.update(1)
     bar.close()
     return {"scenes": torch.stack(scenes), "scene_classes": classes, "scene_worlds": names,
-            "singles": {k: torch.stack(v) for k, v in singles.items()}}
+            "scene_cells": torch.stack(cells), "singles": {k: torch.stack(v) for k, v in singles.items()}}
+
+
+def dense_targets(labels: torch.Tensor, world, patch: int = 8) -> torch.Tensor:
+    """Targets of the dense terms: (B, H, W) scene labels -> (B, H/patch, W/patch) int64, the majority label of each
+    cell with the background (the world's ignore label) counted as a label of its own; a cell where the background
+    wins gets :data:`DENSE_IGNORE` and is left out of both terms.
+
+    Example::
+
+        >>> import torch
+        >>> from zegclip.mini.grammar import get_world
+        >>> lab = torch.full((1, 16, 16), 255); lab[0, :8, :6] = 3   # cell (0, 0): 48 of 64 pixels are class 3
+        >>> dense_targets(lab, get_world("mini-voc"), 8).tolist()
+        [[[3, 255], [255, 255]]]
+    """
+    from .diagnose import patch_labels
+
+    world = get_world(world)
+    cells = patch_labels(labels, patch, world.num_classes, world.ignore_index, background=True)
+    return torch.where(cells == world.ignore_index, torch.full_like(cells, DENSE_IGNORE), cells)
 
 
 @torch.no_grad()
@@ -166,7 +223,9 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> t
         raise ValueError(f"batch_size {cfg.batch_size} must exceed the {len(single_names)} thing classes (one single each)")
     t_data = time.perf_counter() - t0
     logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    dense = DenseTerms(cfg, text, tokenizer) if cfg.dense else None
     params = [p for m in (visual, text) for p in m.parameters()] + [logit_scale]
+    params += list(dense.parameters()) if dense is not None else []
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -178,7 +237,7 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> t
     rng = np.random.default_rng(cfg.seed)
     visual.train()
     text.train()
-    losses = []
+    losses, dense_losses = [], []
     bar = tqdm(range(cfg.steps), desc="mini-CLIP pretraining", unit="step", disable=not progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -197,9 +256,26 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> t
             templates = rng.choice(SINGLE_CAPTIONS, len(single_names))
             caps = [str(t).format(n) for n, t in zip(single_names, templates)]
             caps += [caption(get_world(pool["scene_worlds"][i]), pool["scene_classes"][i], rng) for i in idx.tolist()]
-            img_f = F.normalize(visual(_normalise(imgs)), dim=-1)
+            scale = logit_scale.exp().clamp(max=100)
+            if dense is None:
+                img_f = F.normalize(visual(_normalise(imgs)), dim=-1)
+            else:  # the patch tokens too (after ln_post), for the dense terms on the scenes of the batch
+                visual.output_tokens = True
+                try:
+                    pooled, tokens = visual(_normalise(imgs))
+                finally:
+                    visual.output_tokens = False
+                img_f = F.normalize(pooled, dim=-1)
+                n_single = len(single_names)
+                cells = pool["scene_cells"][idx].long()
+                cells = torch.where(flip[n_single:].view(-1, 1, 1), cells.flip(-1), cells)  # flipped with the image
+                parts = dense(tokens[n_single:] @ visual.proj, cells.flatten(1),
+                              [pool["scene_worlds"][i] for i in idx.tolist()], scale)
+                dense_losses.append({k: v.item() for k, v in parts.items()})
             txt_f = F.normalize(text(tokenizer(caps)), dim=-1)
-            loss = loss_fn(img_f, txt_f, logit_scale.exp().clamp(max=100))
+            loss = loss_fn(img_f, txt_f, scale)
+            if dense is not None:
+                loss = loss + cfg.locality * parts["head"] + cfg.alignment * parts["caption"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -214,11 +290,59 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> t
         "seconds_total": round(seconds, 1),
         "seconds_data": round(t_data, 1),
         "final_loss": float(np.mean(losses[-50:])),
+        "dials": {name: getattr(cfg, name) for name in DIALS},
+        "final_dense_loss": ({k: float(np.mean([d[k] for d in dense_losses[-50:]])) for k in dense_losses[0]}
+                             if dense_losses else None),
         "torch_threads": torch.get_num_threads(),
         "zero_shot": {w: zero_shot_accuracy(visual, text, w, n=cfg.eval_images) for w in ("mini-voc", "mini-coco")},
     }
     record = json.loads(json.dumps(record))  # plain JSON types, as it will be read back from the cache
     return visual.eval(), text.eval(), record
+
+
+class DenseTerms(nn.Module):
+    """The two dense terms of the pretraining (module doc), on the projected patch tokens of the batch's scenes.
+
+    ``forward(tokens (N, L, D), targets (N, L) int64 with DENSE_IGNORE, worlds [N names], scale) -> {"head",
+    "caption"}``: each the mean cross-entropy over the non-background cells of all N scenes, classified among the
+    classes of each scene's own world; a term whose dial is 0 is not computed (0). The heads (one
+    ``Linear(D, classes)`` per world) are initialised from their own seed, so the towers' random stream is untouched,
+    and are thrown away after pretraining. The caption term embeds ``template.format(class name)`` for every class of
+    a world with the text tower being trained (gradients reach it), one template per world and step from
+    :data:`SINGLE_CAPTIONS`, drawn from a generator of its own.
+    """
+
+    def __init__(self, cfg: PretrainConfig, text: nn.Module, tokenizer):
+        super().__init__()
+        self.cfg, self.text, self.tokenizer = cfg, [text], tokenizer  # the text tower in a list: not a submodule here
+        self.worlds = {w: get_world(w) for w in cfg.worlds}
+        dim = MINI_CLIP_CONFIG["embed_dim"]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 1)
+            self.heads = nn.ModuleDict({w.replace("-", "_"): nn.Linear(dim, world.num_classes)
+                                        for w, world in self.worlds.items()} if cfg.locality > 0 else {})
+        self.rng = np.random.default_rng([cfg.seed, 28])
+
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor, worlds: list[str], scale: torch.Tensor) -> dict:
+        zero = tokens.new_zeros(())
+        sums = {"head": zero, "caption": zero}
+        valid = targets != DENSE_IGNORE
+        count = valid.sum().clamp_min(1)
+        for name, world in self.worlds.items():
+            rows = torch.tensor([w == name for w in worlds])
+            keep = valid & rows.view(-1, 1)
+            if not keep.any():
+                continue
+            tok, tgt = tokens[keep], targets[keep]
+            if self.cfg.locality > 0:
+                sums["head"] = sums["head"] + F.cross_entropy(self.heads[name.replace("-", "_")](tok), tgt,
+                                                              reduction="sum")
+            if self.cfg.alignment > 0:
+                template = SINGLE_CAPTIONS[int(self.rng.integers(len(SINGLE_CAPTIONS)))]
+                captions = F.normalize(self.text[0](self.tokenizer([template.format(c) for c in world.classes])), dim=-1)
+                logits = scale * F.normalize(tok, dim=-1) @ captions.T
+                sums["caption"] = sums["caption"] + F.cross_entropy(logits, tgt, reduction="sum")
+        return {k: v / count for k, v in sums.items()}
 
 
 def _zoom_crops(images: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
