@@ -249,3 +249,27 @@ def test_notebook_kernels_run_over_ipc_without_the_tcp_warning(tmp_path, capfd):
     assert executed.cells[-1].outputs[0]["text"] == "42\n"
     assert _ipc_kernel_manager()().transport == "ipc"
     assert "without encryption" not in capfd.readouterr().err
+
+
+def test_a_result_of_another_mini_clip_is_not_done(tmp_path):
+    """Results record their mini-CLIP (cache key, digest, dials, steps); one made with other weights is redone and
+    left out of the reports. Results from before the record count as the generator-3 contrastive mini-CLIP."""
+    from zegclip.experiments.report import world_mismatch
+    from zegclip.mini.miniclip import LEGACY_KEY, PretrainConfig, result_key
+
+    entry = next(e for e in expand("mini") if e.id == "mini-voc-dpt-nel-rd-fully-s0")
+    committed = json.loads(Path(project_root(), "results/mini/runs", f"{entry.id}.json").read_text())
+    target = tmp_path / "mini/runs" / f"{entry.id}.json"
+    target.parent.mkdir(parents=True)
+    current = PretrainConfig().key()
+    for record, key in ((None, LEGACY_KEY), ({"key": current, "digest": "d"}, current),
+                        ({"key": "another", "digest": "d"}, "another")):
+        result = {k: v for k, v in committed.items() if k != "mini_clip"}
+        if record is not None:
+            result["mini_clip"] = record
+        assert result_key(result) == key
+        target.write_text(json.dumps(result))
+        if key == current:
+            assert world_mismatch(result) is None
+        else:
+            assert not is_done(entry, tmp_path) and f"mini-CLIP {key}" in world_mismatch(result)

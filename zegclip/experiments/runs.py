@@ -214,7 +214,13 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     if p["samples"]:
         result["samples"] = save_samples(evaluated, final, Path(results_dir) / p["profile"], ident, p["samples"],
                                          data_key=evaluated.data.dataset + ("-quick" if p["quick"] else ""))
+    if p["profile"] == "mini" and not p["quick"]:  # which mini-CLIP: a result of other weights is not done
+        from ..mini.miniclip import weights_identity
+
+        result["mini_clip"] = weights_identity(train.weights)
     result["training"] = training_record(Path(train.output_dir))
+    seconds, iterations = result["training"].get("seconds"), result["training"].get("iterations")
+    result["seconds_per_iteration"] = round(seconds / iterations, 4) if seconds and iterations else None
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
     result["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     from ..engine.results import expected_nulls
@@ -356,6 +362,11 @@ def is_done(entry: Entry, results_dir: str | Path) -> bool:
 
     if entry.notebook == "run" and result_problem(old, "runs", entry.id) is not None:
         return False  # the reports would leave it out: run it again
+    if entry.notebook == "run" and entry.params["profile"] == "mini" and not entry.params["quick"]:
+        from ..mini.miniclip import PretrainConfig, result_key
+
+        if result_key(old) != PretrainConfig().key():
+            return False  # measured with another mini-CLIP
     if entry.notebook != "run":
         return old.get("params", {}) == {**old.get("params", {}), **entry.params}
     if {**RUN_DEFAULTS, **(old.get("params") or {})} != {k: entry.params[k] for k in RUN_DEFAULTS}:

@@ -408,6 +408,32 @@ def ensure_mini_clip(cfg: PretrainConfig = PretrainConfig(), progress: bool = Tr
     return path, record
 
 
+# The cache key of the mini-CLIP that every mini result written before results recorded their mini-CLIP was made
+# with: the packaged config of generator 3 (500 steps, no dials). A result without a ``mini_clip`` record is taken to
+# be of this one.
+LEGACY_KEY = "76aa408d2149b39960e9"
+
+
+def weights_identity(path: str | Path | None = None) -> dict:
+    """Which mini-CLIP a weights file is: {"key", "digest", "dials", "steps"} from its safetensors metadata (default:
+    the packaged config's cached file). Run results record it; a result of other weights is not done."""
+    from safetensors import safe_open
+
+    path = Path(path) if path is not None else mini_clip_path()
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    record = json.loads(meta.get("record", "{}"))
+    config = record.get("config") or {}
+    return {"key": meta.get("key"), "digest": meta.get("digest"),
+            "dials": {d: float(config.get(d, 0.0)) for d in DIALS}, "steps": config.get("steps")}
+
+
+def result_key(result: dict) -> str:
+    """The mini-CLIP cache key a run result was measured with (:data:`LEGACY_KEY` for results from before the
+    record)."""
+    return ((result.get("mini_clip") or {}).get("key")) or LEGACY_KEY
+
+
 def mini_clip_weights() -> Path:
     """The default weights file of the ``mini-clip`` CLIP model (cached; pretrained with a progress bar on first
     use): what :func:`zegclip.build_model` loads for the mini presets when no weights are given."""
