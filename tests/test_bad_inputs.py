@@ -366,3 +366,66 @@ def test_non_finite_images_are_rejected():
     images[1, 0, 3, 3] = float("nan")
     with pytest.raises(ValueError, match=r"images \[1\] of the batch have NaN or infinite values"):
         model.scores(images)
+
+
+# ------------------------------------------------------------------------------------ rough edges (issue 29)
+@pytest.mark.parametrize("names,message", [
+    (["red circle", None], "class name at position 1 is NoneType None, not a string"),
+    (["red circle", 3], "class name at position 1 is int 3, not a string"),
+    (["red circle", "  "], "class name at position 1 is empty"),
+    (["red circle", "blue star", "red circle "], "duplicate class name 'red circle' at positions 0 and 2"),
+    ("red circle", "class names must be a list of strings, not one string"),
+    ([], "the class-name list is empty"),
+])
+def test_class_names_are_checked(names, message):
+    from zegclip.model.factory import build_model
+
+    model = build_model("voc", random_init=True, **tiny_overrides())
+    with pytest.raises(ValueError) as err:
+        model.set_classes(names)
+    assert str(err.value) == message and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape,message", [
+    ((1, 3, 0, 64), "images must be at least one patch (16 x 16 pixels) high and wide; got 0 x 64 in (1, 3, 0, 64)"),
+    ((1, 3, 64, 15), "images must be at least one patch (16 x 16 pixels) high and wide; got 64 x 15 in (1, 3, 64, 15)"),
+])
+def test_images_smaller_than_a_patch_are_rejected(shape, message):
+    from zegclip.model.factory import build_model
+
+    model = build_model("voc", random_init=True, **tiny_overrides())
+    for call in (model, model.scores):
+        with pytest.raises(ValueError) as err:
+            call(torch.zeros(shape))
+        assert str(err.value) == message
+
+
+@pytest.mark.parametrize("only,message", [
+    (",", "--only ',' selects nothing; name tables/figures (calibration, table2, table3, table4, table5, table6, "
+          "table7, figure1, figure4, figure5) or run ids (`reproduce --list` shows them)"),
+    ("nosuchtable", "unknown table/figure or run id ['nosuchtable']; known tables/figures: calibration, table2, "
+                    "table3, table4, table5, table6, table7, figure1, figure4, figure5; run ids of profile 'mini': "
+                    "mini-voc-fix-inductive-s0, "),
+])
+def test_an_empty_or_unknown_selection_is_an_error(only, message, capsys):
+    code, err = run_main(capsys, "reproduce", "--only", only, "--list")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_results_resolve_against_the_project_from_any_subfolder(monkeypatch, capsys):
+    from zegclip.experiments import project
+
+    repo = project.project_root()
+    monkeypatch.delenv("ZEGCLIP_PROJECT", raising=False)
+    listings = []
+    for where in (repo, repo / "notebooks", repo / "book"):
+        monkeypatch.chdir(where)
+        assert project.results_dir().resolve() == repo / "results"
+        assert project.results_dir("elsewhere") == project.Path("elsewhere")
+        capsys.readouterr()
+        assert main(["reproduce", "--list", "--only", "table6"]) == 0
+        listings.append(capsys.readouterr().out)
+    assert listings[0] == listings[1] == listings[2] and len(listings[0].splitlines()) == 4
+    monkeypatch.chdir(repo.parent)  # outside the checkout (found through $ZEGCLIP_PROJECT): the absolute folder
+    monkeypatch.setenv("ZEGCLIP_PROJECT", str(repo))
+    assert project.results_dir() == repo / "results"

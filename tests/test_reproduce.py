@@ -178,8 +178,8 @@ def test_cli_lists_runs_and_rejects_unknown_profiles(capsys):
 
     assert main(["reproduce", "--profile", "mini", "--only", "table7", "--list", "--results-dir", "/nonexistent"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["todo  mini-coco-dpt-nel-rd-inductive-to-mini-voc-b-s0",
-                   "todo  mini-coco-dpt-nel-rd-transductive-to-mini-voc-b-s0"]
+    assert out == ["todo  mini-coco-dpt-nel-rd-inductive-to-mini-voc-b-s0  (no result)",
+                   "todo  mini-coco-dpt-nel-rd-transductive-to-mini-voc-b-s0  (no result)"]
     assert main(["reproduce", "--profile", "laptop"]) == 2
     assert "unknown profile 'laptop'" in capsys.readouterr().err
 

@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from .typed import at_least
 
 
@@ -32,6 +30,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print the resolved config and parameter counts of a preset as JSON (random weights; nothing loaded)."""
+    import torch
+
     from .model.presets import get_config
     from .model.factory import build_model, resolve_split
 
@@ -47,6 +47,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """A small end-to-end run of the full-size model with random CLIP weights: train steps, then inference."""
+    import torch
+
     from .model.factory import build_model
     from .model.losses import build_loss
 
@@ -213,6 +215,13 @@ def controls_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _results(given: str | None) -> Path:
+    """A command's results folder: the one given, else ``results/`` of the project (never the working directory)."""
+    from .experiments.project import results_dir
+
+    return results_dir(given)
+
+
 def _pretrain_config(args: argparse.Namespace):
     """The mini-CLIP pretraining config of the command line: the packaged one with --steps, --locality and
     --alignment where given."""
@@ -235,7 +244,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
         from .mini.diagnose import diagnose_mini_clip
 
         entry = diagnose_mini_clip(_pretrain_config(args), progress=True)
-        path = log_dials(entry, args.results)
+        path = log_dials(entry, _results(args.results))
         print(f"mini-CLIP {entry['weights']} (locality {entry['dials']['locality']:g}, alignment "
               f"{entry['dials']['alignment']:g}):")
         for preset, p in entry["presets"].items():
@@ -249,7 +258,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
 
         if not args.name:
             raise ValueError("mini calibrate needs --name (the calibration log entry)")
-        entry = run_calibration(args.name, args.note or "", args.results, overrides=args.set, force=args.force,
+        entry = run_calibration(args.name, args.note or "", _results(args.results), overrides=args.set, force=args.force,
                                 preset=args.preset, variant=args.variant, setting=args.setting, seed=args.seed)
         m = entry["metrics"]
         print(f"{args.name}: mIoU {m['mIoU']:.1f}  mIoU(S) {m['mIoU(S)']:.1f}  pAcc {m['pAcc']:.1f}  "
@@ -258,7 +267,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
     if args.action == "controls":
         from .experiments.controls import run_controls
 
-        record = run_controls(args.preset, seeds=args.seeds, results_dir=args.results, jobs=args.jobs,
+        record = run_controls(args.preset, seeds=args.seeds, results_dir=_results(args.results), jobs=args.jobs,
                               force=args.force, quick=args.quick)
         print(controls_table(record))
         return 1 if record["failed"] else 0
@@ -275,6 +284,8 @@ def cmd_mini(args: argparse.Namespace) -> int:
         print(f"then: python -m zegclip reproduce --profile paper --quick --data-root {args.out}")
         return 0
     if args.action == "speed":
+        import torch
+
         from .mini.dataset import render_speed
 
         record = render_speed(scenes=args.scenes, repeats=args.repeats)
@@ -286,7 +297,7 @@ def cmd_mini(args: argparse.Namespace) -> int:
         from .engine.checkpoint import write_json_atomic
         from .mini.diagnose import diagnose
 
-        out = Path(args.results) / "mini" / "diagnosis" / f"{args.preset}.json"
+        out = _results(args.results) / "mini" / "diagnosis" / f"{args.preset}.json"
         record = diagnose(args.preset, progress=True)
         write_json_atomic(out, record)
         print(json.dumps({k: record[k] for k in ("preset", "mini_clip")}, indent=2))
@@ -305,9 +316,9 @@ def cmd_mini(args: argparse.Namespace) -> int:
     z = record["zero_shot"]["mini-voc"]
     print(f"mini-CLIP {path.name}: pretrained in {record['seconds_total']:.0f}s; zero-shot top-1 on mini-voc "
           f"{z['all']:.1f}% (seen {z['seen']:.1f}%, unseen {z['unseen']:.1f}%)")
-    summary = reproduce("mini", only=["table5"], results_dir=args.results, runs_only=True)
+    summary = reproduce("mini", only=["table5"], results_dir=_results(args.results), runs_only=True)
     print(f"Table 5 runs: {len(summary['ran'])} executed, {len(summary['skipped'])} already done, "
-          f"{len(summary['failed'])} failed; results in {args.results}/mini/runs/ "
+          f"{len(summary['failed'])} failed; results in {_results(args.results)}/mini/runs/ "
           "(rendered by notebooks/table5.ipynb)")
     return 1 if summary["failed"] else 0
 
@@ -319,18 +330,25 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     if args.profile not in PROFILES:
         raise ValueError(f"unknown profile {args.profile!r}; choose one of {list(PROFILES)}")
-    only = [t.strip() for t in args.only.split(",") if t.strip()] if args.only else None
+    only = None
+    if args.only is not None:
+        from .experiments.registry import REPORTS
+
+        only = [t.strip() for t in args.only.split(",") if t.strip()]
+        if not only:
+            raise ValueError(f"--only {args.only!r} selects nothing; name tables/figures ({', '.join(REPORTS)}) or "
+                             "run ids (`reproduce --list` shows them)")
     if args.profile != "paper" and (args.data_root is not None or args.weights is not None):
         raise ValueError("--data-root and --weights are for --profile paper (the mini world needs neither)")
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise FileNotFoundError(f"--data-root: folder not found: {args.data_root}")
     where = {"quick": args.quick, "data_root": args.data_root, "weights": args.weights}
     if args.list:
-        for ident, done in status(args.profile, args.results_dir, only, **where):
-            print(f"{'done' if done else 'todo'}  {ident}")
+        for ident, why in status(args.profile, _results(args.results_dir), only, **where):
+            print(f"done  {ident}" if why is None else f"todo  {ident}  ({why})")
         return 0
     t0 = time.perf_counter()
-    summary = reproduce(args.profile, only=only, jobs=args.jobs, results_dir=args.results_dir,
+    summary = reproduce(args.profile, only=only, jobs=args.jobs, results_dir=_results(args.results_dir),
                         runs_only=args.runs_only, reports_only=args.reports_only, force=args.force,
                         generated=args.book_dir, **where)
     print(f"reproduce {args.profile}: {len(summary['ran'])} run(s) executed, {len(summary['skipped'])} already done, "
@@ -342,10 +360,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
     """The ``bench`` flags: one per parameter of :data:`zegclip.experiments.bench.DEFAULT_PARAMS`."""
-    from .experiments.bench import DEFAULT_PARAMS, METHODS, PHASES
+    from .experiments.bench.config import DEFAULT_PARAMS, METHODS, PHASES
 
     p.add_argument("--profile", default="mini", help="results/<profile>/bench/ (default mini)")
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--results-dir", default=None, help="results root (default: results/ of the project)")
     p.add_argument("--run-id", default=None, help="result file name (default bench-<cpu|cuda>[-quick])")
     p.add_argument("--quick", action="store_true", help="a tiny model at 64 px (tests; seconds on a CPU)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
@@ -385,7 +403,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.gpu_report:
         from .experiments.bench.gpucheck import gpu_check
 
-        gpu_check(profile=args.profile, results_dir=args.results_dir, device=args.device, quick=args.quick)
+        gpu_check(profile=args.profile, results_dir=_results(args.results_dir), device=args.device, quick=args.quick)
         return 0
     if args.vs_official:
         from .experiments.bench.vsofficial import PRESETS, vs_official
@@ -397,10 +415,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         vs_official(methods, size=args.size, threads=args.threads or 2, quick=args.quick, train="train" in phases,
                     train_batch=args.train_batch,
                     repeats=5 if args.repeats is None else args.repeats, warmup=1 if args.warmup is None else args.warmup,
-                    device="cpu" if args.device == "auto" else args.device, results_dir=args.results_dir,
+                    device="cpu" if args.device == "auto" else args.device, results_dir=_results(args.results_dir),
                     profile=args.profile, run_id=args.run_id)
         return 0
     params = {k: getattr(args, k) for k in DEFAULT_PARAMS}
+    params["results_dir"] = str(_results(args.results_dir))
     if params["run_id"] is None:  # bench-<device type>[-quick]
         device = params["device"]
         kind = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else str(device).split(":")[0]
@@ -482,13 +501,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="controls: tiny runs with a random mini-CLIP (tests)")
     p.add_argument("--scenes", type=at_least(1), default=200, help="speed: scenes per timing")
     p.add_argument("--repeats", type=at_least(1), default=5, help="speed: timings per world (the median is shown)")
-    p.add_argument("--results", default="results", help="results root (results/mini/runs/<run id>.json)")
+    p.add_argument("--results", default=None,
+                   help="results root (default: results/ of the project, whatever the working directory)")
     p.set_defaults(func=cmd_mini)
     p = sub.add_parser("reproduce", help="run the experiment registry (papermill) and the table/figure notebooks")
     p.add_argument("--profile", default="mini", help="mini (CPU, the mini world) or paper (GPU, real data)")
     p.add_argument("--only", default=None, help="comma-separated tables/figures or run ids, e.g. table5,figure1 or mini-voc-fix-inductive-s0")
     p.add_argument("--jobs", type=at_least(1), default=1, help="runs executed at the same time")
-    p.add_argument("--results-dir", default="results", help="results root (results/<profile>/...)")
+    p.add_argument("--results-dir", default=None,
+                   help="results root (results/<profile>/...; default: results/ of the project, from any subfolder)")
     p.add_argument("--book-dir", default=None,
                    help="where the executed report notebooks go (default: book/generated of the project, the checkout "
                         "found from the working directory or $ZEGCLIP_PROJECT)")

@@ -66,7 +66,10 @@ def register_dataset(name: str, builder: Callable[..., Any]) -> None:
 
 
 def registered_datasets() -> tuple[str, ...]:
-    """Names of the registered datasets, in registration order."""
+    """Names of the registered datasets, in registration order (plugins loaded first)."""
+    from ..plugins import load_plugins
+
+    load_plugins()
     return tuple(_REGISTERED)
 
 
@@ -315,7 +318,7 @@ def build_dataset(
         return coco_stuff(root, split, transforms=transforms, **kwargs)
     if key in ("context59", "context60"):
         return context(root, split, classes=int(key[-2:]), transforms=transforms, **kwargs)
-    if key in _REGISTERED:  # e.g. the mini world's scenes, generated on the fly; root is ignored
+    if key in registered_datasets():  # e.g. the mini world's scenes, generated on the fly; root is ignored
         return _REGISTERED[key](split, transforms=transforms, **kwargs)
     if key == "folder":
         root = Path(root)

@@ -249,9 +249,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 def status(profile: str, results_dir: str | Path = "results", only=None, quick: bool = False,
-           data_root: str | Path | None = None, weights: str | None = None) -> list[tuple[str, bool]]:
-    """(id, done) for every entry that :func:`reproduce` with the same arguments would execute."""
-    return [(e.id, is_done(e, results_dir)) for e in entries_of(profile, only, None, quick, data_root, weights)]
+           data_root: str | Path | None = None, weights: str | None = None) -> list[tuple[str, str | None]]:
+    """(id, why it has to run or None when done) for every entry that :func:`reproduce` with the same arguments
+    would execute (:func:`zegclip.experiments.runs.why_not_done`)."""
+    from .runs import why_not_done
+
+    return [(e.id, why_not_done(e, results_dir)) for e in entries_of(profile, only, None, quick, data_root, weights)]
 
 
 __all__ = ["reproduce", "status", "execute_notebook"]

@@ -40,4 +40,20 @@ def generated_dir(project: str | Path | None = None) -> Path:
     return project_root(project) / "book" / "generated"
 
 
-__all__ = ["project_root", "notebooks_dir", "generated_dir"]
+def results_dir(given: str | Path | None = None) -> Path:
+    """Where results are read and written: ``given`` (a command's ``--results-dir``) as it is, else
+    ``<project>/results``, so that a command run from any subfolder of the checkout sees the same results as one
+    run from its root."""
+    if given is not None:
+        return Path(given)
+    # relative to the working directory when it lies inside the project (results/ from the root, ../results from
+    # notebooks/), so that paths recorded in results stay free of the machine's folders
+    root = project_root()
+    try:
+        Path.cwd().relative_to(root)
+    except ValueError:
+        return root / "results"
+    return Path(os.path.relpath(root / "results"))
+
+
+__all__ = ["project_root", "notebooks_dir", "generated_dir", "results_dir"]

@@ -224,8 +224,8 @@ def expand(profile: str, only: Iterable[str] | None = None, registry: dict | str
                 entries[ident] = Entry(ident, notebook, params, tables)
     bad = only - set(REPORTS) - set(entries)
     if bad:
-        raise ValueError(f"unknown table/figure or run id {sorted(bad)}; known tables: {list(REPORTS)} "
-                         f"(`reproduce --list` shows the run ids)")
+        raise ValueError(f"unknown table/figure or run id {sorted(bad)}; known tables/figures: {', '.join(REPORTS)}; "
+                         f"run ids of profile {profile!r}: {', '.join(entries)}")
     return [quick_entry(e) if quick else e for e in entries.values()
             if not only or only & set(e.tables) or e.id in only]
 

@@ -349,36 +349,76 @@ def _save_png(image, path: Path) -> None:
 
 def is_done(entry: Entry, results_dir: str | Path) -> bool:
     """Whether ``entry``'s result exists for the same parameters (and, for runs, the same resolved config)."""
+    return why_not_done(entry, results_dir) is None
+
+
+def why_not_done(entry: Entry, results_dir: str | Path) -> str | None:
+    """Why ``entry`` has to run (again), in a few words, or None when its result is done: no result, an unreadable
+    or invalid one, other parameters, another resolved config, or (mini runs) another mini-CLIP."""
     path = entry.result_path(results_dir)
     if not path.is_file():
-        return False
+        return "no result"
     try:
         old = json.loads(path.read_text())
     except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-        return False
+        return "unreadable result"
     if not isinstance(old, dict):
-        return False
+        return "unreadable result"
     from ..engine.results import result_problem
 
-    if entry.notebook == "run" and result_problem(old, "runs", entry.id) is not None:
-        return False  # the reports would leave it out: run it again
+    if entry.notebook == "run":
+        problem = result_problem(old, "runs", entry.id)
+        if problem is not None:
+            return f"invalid result ({problem})"  # the reports would leave it out: run it again
     if entry.notebook == "run" and entry.params["profile"] == "mini" and not entry.params["quick"]:
         from ..mini.miniclip import PretrainConfig, result_key
 
         if result_key(old) != PretrainConfig().key():
-            return False  # measured with another mini-CLIP
+            return f"measured with mini-CLIP {result_key(old)}, the package's is {PretrainConfig().key()}"
     if entry.notebook != "run":
-        return old.get("params", {}) == {**old.get("params", {}), **entry.params}
+        same = old.get("params", {}) == {**old.get("params", {}), **entry.params}
+        return None if same else "other parameters"
     if {**RUN_DEFAULTS, **(old.get("params") or {})} != {k: entry.params[k] for k in RUN_DEFAULTS}:
-        return False
+        return "other parameters"
     from ..engine.run import run_from_dict
 
     spec = run_spec(entry.params, runs_root_for(results_dir))
     if entry.params["eval_dataset"]:
         spec = eval_spec(entry.params, spec)
-    config = json.loads(json.dumps(run_from_dict(spec).to_dict(), default=str))
-    return old.get("config") == config
+    config = _placeless(json.loads(json.dumps(run_from_dict(spec).to_dict(), default=str)))
+    have = _placeless(old.get("config") or {})
+    if have == config:
+        return None
+    changed = sorted(_changed(have, config))
+    return "another configuration (" + ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "") + ")"
+
+
+def _placeless(config: dict) -> dict:
+    """A resolved run config without where it ran: ``output_dir`` and ``train.init_from`` keep only their part below
+    the runs root (``<profile>/<run>/...``), so that the same run resolved from another working directory (results
+    ``../results`` from ``notebooks/``) or checkout is the same run."""
+    def tail(path, keep):
+        return None if path is None else "/".join(Path(str(path)).parts[-keep:])
+
+    out = dict(config)
+    if "output_dir" in out:
+        out["output_dir"] = tail(out["output_dir"], 2)
+    if isinstance(out.get("train"), dict) and out["train"].get("init_from"):
+        out["train"] = {**out["train"], "init_from": tail(out["train"]["init_from"], 4)}
+    return out
+
+
+def _changed(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 __all__ = ["mini_spec", "paper_spec", "run_spec", "eval_spec", "execute_run", "runs_root_for", "save_samples",
-           "is_done", "training_dirs", "training_record", "QUICK_PAPER"]
+           "is_done", "why_not_done", "training_dirs", "training_record", "QUICK_PAPER"]

@@ -209,8 +209,25 @@ def zero_shot_accuracy(visual: nn.Module, text: nn.Module, world_name: str = "mi
             "per_class": {world.classes[c]: 100.0 * v[0] / max(v[1], 1) for c, v in correct.items()}}
 
 
+# Pretraining runs at exactly this many torch threads, whatever the caller's setting: float sums are ordered by the
+# thread count, so the same config pretrained at 1 and at 2 threads gives different weights (measured: other digests
+# after 3 steps; tests/test_miniclip.py). Pinned, the weights are the same bit for bit on the same CPU and libraries,
+# and `make reproduce` on a fresh clone pretrains the mini-CLIP that the committed results used.
+PRETRAIN_THREADS = 2
+
+
 def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> tuple[nn.Module, nn.Module, dict]:
-    """Contrastive pretraining of the mini-CLIP; returns (visual, text, record with timings and accuracies)."""
+    """Contrastive pretraining of the mini-CLIP, at :data:`PRETRAIN_THREADS` torch threads; returns (visual, text,
+    record with timings and accuracies)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(PRETRAIN_THREADS)
+    try:
+        return _pretrain(cfg, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(cfg: PretrainConfig, progress: bool) -> tuple[nn.Module, nn.Module, dict]:
     from open_clip.loss import ClipLoss
     from tqdm.auto import tqdm
 

@@ -96,6 +96,9 @@ def register_default_weights(model: str, provider: Callable[[], Path]) -> None:
 
 def default_weights(model: str) -> Path | None:
     """The registered default weights file of CLIP model ``model`` (calling its provider), or None."""
+    from ..plugins import load_plugins
+
+    load_plugins()
     provider = _DEFAULT_WEIGHTS.get(model)
     return None if provider is None else Path(provider())
 

@@ -42,6 +42,9 @@ def register_preset(config: ZegCLIPConfig) -> None:
 
 def get_config(preset: str | ZegCLIPConfig = "voc", **overrides: Any) -> ZegCLIPConfig:
     """A preset by name (or a config) with overrides applied."""
+    from ..plugins import load_plugins
+
+    load_plugins()  # presets of plugins (the mini world's) are registered on first use
     if isinstance(preset, ZegCLIPConfig):
         base = preset
     else:

@@ -28,9 +28,10 @@ from .scores import calibrated_scores
 from .text import class_embeddings, check_class_names
 
 
-def check_images(images: torch.Tensor, values: bool = False) -> None:
-    """Images must be a floating-point (B, 3, H, W) tensor; with ``values``, also finite (a host sync: done at the
-    inference entry :meth:`ZegCLIP.scores`, not in ``forward``, which ``torch.compile`` must trace without breaks)."""
+def check_images(images: torch.Tensor, values: bool = False, patch: int | None = None) -> None:
+    """Images must be a floating-point (B, 3, H, W) tensor, with ``patch``: at least one patch high and wide; with
+    ``values``, also finite (a host sync: done at the inference entry :meth:`ZegCLIP.scores`, not in ``forward``,
+    which ``torch.compile`` must trace without breaks)."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}")
     if images.ndim != 4:
@@ -39,6 +40,9 @@ def check_images(images: torch.Tensor, values: bool = False) -> None:
         raise ValueError(f"images must have 3 channels (B, 3, H, W); got {images.shape[1]} in {tuple(images.shape)}")
     if not images.is_floating_point():
         raise ValueError(f"images must be normalised floating-point tensors, got dtype {images.dtype}")
+    if patch is not None and (images.shape[-2] < patch or images.shape[-1] < patch):
+        raise ValueError(f"images must be at least one patch ({patch} x {patch} pixels) high and wide; got "
+                         f"{images.shape[-2]} x {images.shape[-1]} in {tuple(images.shape)}")
     if values and not images.is_meta and not torch.isfinite(images).all():  # meta tensors hold no values
         bad = sorted(set(torch.nonzero(~torch.isfinite(images))[:, 0].tolist()))
         raise ValueError(f"images {bad[:5]} of the batch have NaN or infinite values")
@@ -213,7 +217,7 @@ class ZegCLIP(nn.Module):
 
     def _run(self, images: torch.Tensor, class_idx, trace: bool = False) -> dict:
         """The forward pass: {"logits": (B, C, H, W)}, plus the intermediates when ``trace``."""
-        check_images(images)
+        check_images(images, patch=max(self.backbone.patch_size))
         if class_idx is None:
             class_idx = self.train_idx if self.training else None
         if class_idx is None:
@@ -251,7 +255,7 @@ class ZegCLIP(nn.Module):
 
         Runs in eval mode (no dropout) and restores the previous mode afterwards.
         """
-        check_images(images, values=True)
+        check_images(images, values=True, patch=max(self.backbone.patch_size))
         was_training = self.training
         self.eval()
         crop, stride = self.cfg.slide_crop, self.cfg.slide_stride

@@ -57,7 +57,11 @@ def check_class_names(names: Sequence[str]) -> list[str]:
     """Class names as a list; empty lists, empty names and duplicates are errors."""
     if isinstance(names, str):
         raise ValueError("class names must be a list of strings, not one string")
-    names = [str(n).strip() for n in names]
+    names = list(names)
+    for i, n in enumerate(names):
+        if not isinstance(n, str):
+            raise ValueError(f"class name at position {i} is {type(n).__name__} {n!r}, not a string")
+    names = [n.strip() for n in names]
     if not names:
         raise ValueError("the class-name list is empty")
     empty = [i for i, n in enumerate(names) if not n]

@@ -32,10 +32,23 @@ The result is one JSON file, ``<results_dir>/<profile>/bench/<run_id>.json`` (wr
     efficiency.py  the one MAC counter, timing and peak-memory helpers
     twostage.py    the two-stage comparator built from this package's parts
 """
-from .config import ALIASES, DEFAULT_PARAMS, FORMAT, METHODS, PHASES, BenchConfig, quick_overrides, resolve, result_path
-from .measure import bench_method, build_subject, device_name, make_train_step, run_bench
-from .tables import describe_run, format_table, load_bench_results, ratios_frame, summary_frame, table3_frame, valid_bench
+import importlib
 
-__all__ = ["ALIASES", "DEFAULT_PARAMS", "FORMAT", "METHODS", "PHASES", "BenchConfig", "bench_method", "build_subject",
-           "describe_run", "device_name", "format_table", "load_bench_results", "make_train_step", "quick_overrides",
-           "ratios_frame", "resolve", "result_path", "run_bench", "summary_frame", "table3_frame", "valid_bench"]
+# Imported on first use (PEP 562): the CLI builds its parser from config.py's defaults without importing torch.
+_WHERE = {
+    **{name: ".config" for name in ("ALIASES", "DEFAULT_PARAMS", "FORMAT", "METHODS", "PHASES", "BenchConfig",
+                                     "quick_overrides", "resolve", "result_path")},
+    **{name: ".measure" for name in ("bench_method", "build_subject", "device_name", "make_train_step", "run_bench")},
+    **{name: ".tables" for name in ("describe_run", "format_table", "load_bench_results", "ratios_frame",
+                                     "summary_frame", "table3_frame", "valid_bench")},
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
 FORMAT = "zegclip-bench/1"
 GPU_CHECK_FORMAT = "zegclip-gpu-check/1"  # the summary of `bench --gpu-report` (not a Table 3 row)
@@ -99,6 +98,8 @@ def _non_negative(value: Any, name: str) -> int:
 
 def resolve(params: dict[str, Any]) -> BenchConfig:
     """The complete settings for ``params`` (unknown keys and bad values raise one-line ValueErrors)."""
+    import torch  # here, not at import: the CLI reads this module's defaults to build its parser
+
     unknown = sorted(set(params) - set(DEFAULT_PARAMS))
     if unknown:
         raise ValueError(f"unknown bench parameter(s) {unknown}; known: {sorted(DEFAULT_PARAMS)}")
