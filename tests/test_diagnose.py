@@ -132,6 +132,7 @@ def test_controls_frame_pass_fail_not_run_and_skips_other_world_versions(tmp_pat
     import json
 
     from zegclip.experiments.controls import controls_frame
+    from zegclip.mini.miniclip import PretrainConfig
     from zegclip.mini.render import GENERATOR_VERSION
 
     runs = tmp_path / "mini/runs"
@@ -142,13 +143,17 @@ def test_controls_frame_pass_fail_not_run_and_skips_other_world_versions(tmp_pat
         m.update(metrics)
         (runs / f"{name}.json").write_text(json.dumps({
             "run": name, "params": params, "metrics": m, "per_class": [], "seed": 0,
+            "mini_clip": {"key": PretrainConfig().key()},  # measured with the packaged mini-CLIP
             "config": {"data": {"dataset": params["dataset"], "options": {"generator": generator}}}, **extra}))
 
     for seed, miou in enumerate([90.0, 86.0, 88.0]):
         write(f"f{seed}", {"dataset": "mini-voc", "setting": "fully", "seed": seed}, {"mIoU": miou, "mIoU(S)": 90.0})
     for seed, hiou in enumerate([50.0, 53.0, 56.0]):
         write(f"i{seed}", {"dataset": "mini-voc", "seed": seed}, {"mIoU(S)": 70.0 + seed, "hIoU": hiou})
-    write("neg", {"dataset": "mini-voc", "negative_control": True}, {"mIoU(U)": 3.0}, **{"chance_mIoU(U)": 3.5})
+    # chance of the negative control: the model's unseen-predicted pixels relabelled uniformly among the unseen
+    # classes (2 and 3 here): each gets 8 of its 8 ground-truth pixels' worth / 2 = 4 right of 8 predicted -> 1/3
+    write("neg", {"dataset": "mini-voc", "negative_control": True}, {"mIoU(U)": 3.0}, unseen=[2, 3],
+          confmat=[[10, 0, 0, 0], [0, 10, 0, 0], [0, 0, 6, 2], [0, 0, 4, 4]], **{"chance_mIoU(U)": 3.5})
     write("old", {"dataset": "mini-coco", "setting": "fully"}, {"mIoU": 99.0}, generator=GENERATOR_VERSION - 1)
     frame, problems = controls_frame(tmp_path)
     got = {(r["control"][0], r["dataset"]): (round(r["measured"], 3), r["n"], r["result"])
@@ -157,9 +162,11 @@ def test_controls_frame_pass_fail_not_run_and_skips_other_world_versions(tmp_pat
     assert got[("2", "mini-voc")] == (round(71.0 / 90.0, 3), 3, "FAIL")
     assert got[("3", "mini-voc")] == (3.0, 3, "FAIL")
     assert got[("4", "mini-voc")] == (3.0, 1, "pass")
+    detail = frame.set_index(["control", "dataset"]).loc[("4 negative: mIoU(U), random unseen text", "mini-voc"), "detail"]
+    assert detail == "chance 33.3 (random among the unseen; over all classes 3.5)"
     assert got[("5", "mini-voc")][1:] == (0, "not run")
     assert got[("1", "mini-coco")][1:] == (0, "not run")  # the generator-v2 result does not count
-    assert problems == ["1 results of another mini-world generator version skipped"]
+    assert problems == ["1 results of another world (generator version or mini-CLIP) skipped"]
 
 
 def test_calibration_log_csv_lists_every_run_and_skips_control_tables(tmp_path):

@@ -26,7 +26,7 @@ def _modules() -> dict[str, Path]:
 
 MODULES = _modules()
 LAYERS = [
-    ("base", {"zegclip.typed", "zegclip.io"}),
+    ("base", {"zegclip.typed", "zegclip.io", "zegclip.plugins"}),  # plugins: imported by name, on demand
     ("classes", {"zegclip.data.classes"}),
     ("model", {m for m in MODULES if m.startswith("zegclip.model")}),
     ("data", {m for m in MODULES if m.startswith("zegclip.data")} - {"zegclip.data.classes"}),

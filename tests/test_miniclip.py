@@ -79,7 +79,8 @@ def test_dials_at_zero_are_the_contrastive_mini_clip_bit_for_bit():
     with that code (commit 42e9873, two threads: 1 thread gave 8c114dd9367c9fc72beeb85b3c388517 there and here) and
     the packaged config's cache key are unchanged. The pretraining pins its thread count, so the caller's setting
     does not change the weights."""
-    cfg = miniclip.PretrainConfig(steps=3, batch_size=40, pool=120, eval_images=10, warmup=1)
+    cfg = miniclip.PretrainConfig(steps=3, batch_size=40, pool=120, eval_images=10, warmup=1, locality=0.0,
+                                  alignment=0.0)
     threads = torch.get_num_threads()
     digests = []
     try:
@@ -93,7 +94,8 @@ def test_dials_at_zero_are_the_contrastive_mini_clip_bit_for_bit():
     assert digests == ["b92ac12a0cf08aabbe4d6c4b97d3b86e"] * 2
     assert record["dials"] == {"locality": 0.0, "alignment": 0.0} and record["final_dense_loss"] is None
     assert cfg.key() == "8099034d5887bb4f060e"
-    assert miniclip.PretrainConfig().key() == "76aa408d2149b39960e9"
+    legacy = miniclip.PretrainConfig(steps=500, locality=0.0, alignment=0.0)  # the packaged config before issue 28
+    assert legacy.key() == miniclip.LEGACY_KEY == "76aa408d2149b39960e9"
     assert miniclip.PretrainConfig(alignment=0.1).key() != miniclip.PretrainConfig(locality=0.1).key()
 
 
@@ -132,7 +134,7 @@ def test_dense_terms_train_heads_and_text_tower():
     assert tokens.grad[0, 5:].abs().sum() == 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in text.parameters())
     assert dense.heads["mini_coco"].weight.grad.abs().sum() > 0
-    off = miniclip.DenseTerms(miniclip.PretrainConfig(alignment=0.1), text, miniclip.tokenizer_for(text))
+    off = miniclip.DenseTerms(miniclip.PretrainConfig(locality=0.0, alignment=0.1), text, miniclip.tokenizer_for(text))
     assert len(off.heads) == 0  # no head without the locality term
     with pytest.raises(ValueError, match="locality"):
         miniclip.PretrainConfig(locality=-1.0)

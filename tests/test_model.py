@@ -296,11 +296,11 @@ def test_scores_follow_the_loss_that_trained_the_logits(kind, monkeypatch):
     their logits carry an arbitrary per-pixel offset, which must not change a prediction (issue 28, step 1)."""
     model = zegclip.build_model("voc", random_init=True, **tiny_overrides(loss={"kind": kind}))
     torch.manual_seed(0)
-    base = 0.5 * torch.randn(1, 20, 8, 8)
+    base = 0.5 * torch.randn(1, 20, 16, 16)
     base[:, 3] += 8.0  # a seen class leads everywhere
     for offset in (0.0, -20.0):
         monkeypatch.setattr(type(model), "forward", lambda self, images, class_idx=None, o=offset: base + o)
-        scores = model.scores(torch.randn(1, 3, 8, 8))
+        scores = model.scores(torch.randn(1, 3, 16, 16))
         probs = (base + offset).softmax(1) if kind == "el" else (base + offset).sigmoid()
         probs[:, :15] -= 0.1
         torch.testing.assert_close(scores, probs, rtol=0, atol=1e-6)

@@ -121,6 +121,7 @@ def test_run_pages_and_runs_index(tmp_path):
     from zegclip.experiments.registry import expand
     from zegclip.experiments.runs import run_spec
     from zegclip.engine.run import run_from_dict
+    from zegclip.mini.miniclip import PretrainConfig
     from zegclip.mini.render import GENERATOR_VERSION
 
     e0, e1, e2 = expand("mini", registry=registry)
@@ -129,7 +130,7 @@ def test_run_pages_and_runs_index(tmp_path):
         config = json.loads(json.dumps(run_from_dict(run_spec(e.params, "runs")).to_dict(), default=str))
         config["data"]["options"]["generator"] = gen
         r = fake_result(e.id, e.params)
-        r.update(config=config, confmat=[[5, 1, 0, 0, 0], [0, 6, 0, 0, 0], [0, 0, 7, 0, 0], [0, 0, 0, 8, 1],
+        r.update(mini_clip={"key": PretrainConfig().key()}, config=config, confmat=[[5, 1, 0, 0, 0], [0, 6, 0, 0, 0], [0, 0, 7, 0, 0], [0, 0, 0, 8, 1],
                                          [0, 0, 0, 2, 9]], wall_seconds=125.0, finished="2026-12-06T23:00:00+00:00",
                  environment={"cpu": "Test CPU", "cpu_count": 2, "torch_threads": 1, "versions": {"torch": "x"}},
                  training={"log": [{"iter": 50, "lr": 1e-3, "loss": 2.0, "time": 1.0},

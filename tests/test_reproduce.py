@@ -212,8 +212,8 @@ def test_mini_controls_command_quick(tmp_path, monkeypatch, capsys):
     from zegclip.cli import main
 
     monkeypatch.setenv("ZEGCLIP_PROJECT", str(project_root()))  # the notebooks of this checkout
-    monkeypatch.chdir(tmp_path)
-    assert main(["mini", "controls", "--preset", "mini-voc", "--seeds", "1", "--quick"]) == 0
+    monkeypatch.chdir(tmp_path)  # results under tmp_path/results (given: the default is the project's results/)
+    assert main(["mini", "controls", "--preset", "mini-voc", "--seeds", "1", "--quick", "--results", "results"]) == 0
     out = capsys.readouterr().out
     assert "controls of mini-voc (1 seed(s); " in out and "5 CLIP: zero-shot top-1" in out
     record = json.loads(Path("results/mini/calibration/controls-mini-voc-quick.json").read_text())
@@ -228,7 +228,7 @@ def test_mini_controls_command_quick(tmp_path, monkeypatch, capsys):
     neg = json.loads(Path("results/mini/runs/mini-voc-dpt-nel-rd-inductive-random-unseen-text-s0-quick.json").read_text())
     assert 0 < neg["chance_mIoU(U)"] < 100 and neg["params"]["negative_control"] is True
     assert record["environment"]["versions"]["torch"] and record["oracle"]["scenes"] == 4
-    assert main(["mini", "controls", "--preset", "mini-voc", "--seeds", "1", "--quick"]) == 0
+    assert main(["mini", "controls", "--preset", "mini-voc", "--seeds", "1", "--quick", "--results", "results"]) == 0
     again = json.loads(Path("results/mini/calibration/controls-mini-voc-quick.json").read_text())
     assert again["ran"] == [] and again["controls"] == record["controls"]
     assert main(["mini", "controls", "--preset", "voc", "--quick"]) == 2

@@ -80,6 +80,24 @@ def randomise_text_embeddings(model, class_ids, seed: int = 0) -> None:
     model.class_embeddings[ids] = F.normalize(vectors, dim=-1).to(model.class_embeddings)
 
 
+def partition_chance_miou(confmat, class_ids) -> float:
+    """mIoU (percent) over ``class_ids`` of a predictor that knows which pixels belong to *some* class of
+    ``class_ids`` - exactly the pixels the measured model gave one of them (the columns of ``confmat``) - but not
+    which one, and labels those uniformly at random among them.
+
+    The chance level of the negative control (random text for the unseen classes). A generalised zero-shot model
+    with the seen-class shift tells "not a seen class" from the seen classes' training alone, with no unseen text;
+    only *which* unseen class a pixel is can come from the text. So the control's null keeps the model's own
+    seen/unseen partition and randomises the rest; :func:`chance_miou` (random over all classes) sits far below it.
+    """
+    cm = torch.as_tensor(confmat, dtype=torch.float64)
+    ids = [int(i) for i in class_ids]
+    into = cm[:, ids].sum(1)  # pixels of each ground-truth class that the model gave one of class_ids
+    share = cm[:, ids].sum() / len(ids)  # pixels predicted as each one of them, uniformly
+    ious = [(into[i] / len(ids)) / (cm[i].sum() + share - into[i] / len(ids)) for i in ids if cm[i].sum() > 0]
+    return float(100.0 * torch.stack(ious).mean()) if ious else float("nan")
+
+
 def chance_miou(confmat, class_ids) -> float:
     """mIoU (percent) over ``class_ids`` of a predictor that labels every pixel uniformly at random among all C
     classes, for the ground-truth class frequencies of ``confmat`` (rows: ground truth)."""

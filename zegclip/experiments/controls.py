@@ -5,7 +5,11 @@
 2. **Seen classes** - inductive ZegCLIP's mIoU(S) >= 0.9 x the fully supervised mIoU(S).
 3. **Noise** - the sample standard deviation of inductive ZegCLIP's hIoU over seeds <= 2.0 points.
 4. **Negative control** - with random unit vectors as the unseen classes' text embeddings, mIoU(U) falls to chance
-   level (at most the mIoU(U) of a uniformly random labelling).
+   level: at most the mIoU(U) of a labelling that keeps the pixels the model gave *some* unseen class and picks
+   *which* one uniformly at random (:func:`zegclip.engine.evaluate.partition_chance_miou`; issue 28). The
+   seen-class shift sends "not a seen class" to the unseen classes without any unseen text, so a leak-free model
+   beats a labelling random over all classes (shown beside it); only the choice among the unseen classes can
+   come from the text.
 5. **CLIP itself** - the mini-CLIP's image-level zero-shot top-1 >= 95 % for seen and for unseen classes.
 
 :func:`controls_frame` measures them from the registry's results (``<results>/mini/runs/``) and the diagnosis
@@ -18,6 +22,8 @@ import math
 import os
 import time
 from pathlib import Path
+
+from ..engine.evaluate import partition_chance_miou
 
 POSITIVE = {"mini-voc": 85.0, "mini-coco": 55.0}
 SEEN_RATIO = 0.9
@@ -66,7 +72,8 @@ def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None
     loaded, problems = load_results(results_dir, "mini", "runs")
     results = [r for r in loaded if world_mismatch(r) is None]
     if len(results) < len(loaded):
-        problems.append(f"{len(loaded) - len(results)} results of another mini-world generator version skipped")
+        problems.append(f"{len(loaded) - len(results)} results of another world (generator version or mini-CLIP) "
+                        "skipped")
     if runs is not None:
         results = [r for r in results if r.get("run") in set(runs)]
     base = dict(variant="DPT+NEL+RD", query_format=None, loss=None, eval_dataset=None, iters=None)
@@ -100,9 +107,11 @@ def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None
             f"hIoU {hm:.1f} over {nh} seeds" if nh else "")
         neg = _runs(results, dataset=ds, setting="inductive", negative_control=True, **base)
         um, _, nn = _mean_std([r["metrics"]["mIoU(U)"] for r in neg])
-        chance, _, _ = _mean_std([r.get("chance_mIoU(U)", math.nan) for r in neg])
+        chance, _, _ = _mean_std([partition_chance_miou(r["confmat"], r["unseen"]) if r.get("confmat") and
+                                  r.get("unseen") else math.nan for r in neg])
+        uniform, _, _ = _mean_std([r.get("chance_mIoU(U)", math.nan) for r in neg])
         row("4 negative: mIoU(U), random unseen text", ds, um, nn, "<= chance", um <= chance,
-            f"chance {chance:.1f}" if nn else "")
+            f"chance {chance:.1f} (random among the unseen; over all classes {uniform:.1f})" if nn else "")
         zs = given.get("zero_shot") if given else record["zero_shot"].get(ds) if record else None
         low = min(zs["seen"], zs["unseen"]) if zs else math.nan
         row("5 CLIP: zero-shot top-1, min(seen, unseen)", ds, low, 1 if zs else 0, f">= {ZERO_SHOT:g}",

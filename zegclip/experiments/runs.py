@@ -30,7 +30,7 @@ def mini_spec(params: dict, out_root: str | Path) -> dict:
         model["loss"] = {**variant_overrides(p["variant"])["loss"], "kind": p["loss"]}
     train: dict[str, Any] = {}
     data: dict[str, Any] = {}
-    iters = p["iters"] or mx.MINI_TRAIN["iters"]
+    iters = p["iters"] or mx.mini_iters(p["dataset"])
     if p["quick"]:
         iters = min(iters, 4)
         data["options"] = {"size": 16, "seed": 0}

@@ -13,8 +13,9 @@ What it is
       dataset for the cross-dataset experiment (Table 7).
     * mini-CLIP (``miniclip.py``): an open_clip CLIP of the same classes as ViT-B/16 (patch tokens, [CLS],
       QuickGELU, the real CLIP BPE tokenizer) with 7.8 M parameters (6.3 M of them the token embedding),
-      contrastively pretrained on image-caption pairs that name every class, seen and unseen - at image level
-      only, never with masks.
+      contrastively pretrained on image-caption pairs that name every class, seen and unseen, plus two dense
+      terms on the pretraining scenes' patch cells (its "locality" and "alignment" dials) that give its frozen
+      patch tokens the locality of real CLIP's, and an alignment to the text set by a published figure.
     * Presets ``mini-voc`` / ``mini-coco`` (``zegclip.model.config``) and runs (``experiments.py``) that go through the
       very same model, loss, training and evaluation code as the real presets.
     * Tiny stand-ins of the real downloads (``layouts.py``, ``python -m zegclip mini fake-datasets OUT``): scenes
