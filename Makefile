@@ -4,12 +4,15 @@ VENV ?= .venv
 
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce demo test info clean book gpu-check
+.PHONY: install reproduce demo test info clean book gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -e '.[test]'
 	touch $@
+
+# Install only (the first step of every target below): .venv/ with the package, its notebook/book and test extras.
+install: $(STAMP)
 
 # The main job: every run that the paper's tables and figures need, in the mini world on this CPU (the registry
 # notebooks/registry.yaml, executed with papermill; finished runs are skipped), their table/figure notebooks, then
@@ -39,12 +42,17 @@ $(CHROMIUM):
 		echo "NOTE: tests/test_book.py needs chromium; run 'sudo apt-get install -y chromium' (skipped without it, fails under CI)"; \
 	fi
 
+# PYTEST_ARGS selects a part, e.g. PYTEST_ARGS='-m "not slow"' (.github/workflows/tests.yml runs the two halves).
+PYTEST_ARGS ?=
 test: $(STAMP) $(CHROMIUM)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-# The book (Jupyter Book 1.x, MathJax served locally) from the executed notebooks in book/generated/.
+# The book (Jupyter Book 1.x, MathJax served locally) from the executed notebooks in book/generated/; in a fresh
+# clone they are executed first from the committed results (no run is recomputed; the walkthrough pretrains the
+# mini-CLIP once when it is not cached). .github/workflows/book.yml publishes this.
 BOOK_OUT ?= .
 book: $(STAMP)
+	test -f book/generated/runs.md || $(VENV)/bin/python -m zegclip reproduce --profile $(PROFILE) --reports-only
 	$(VENV)/bin/jupyter-book build . --warningiserror --path-output $(BOOK_OUT)
 	@echo "book: $(abspath $(BOOK_OUT))/_build/html/index.html"
 

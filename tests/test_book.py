@@ -6,6 +6,11 @@ http.server on a free loopback port and opens pages in headless Chromium (Debian
 installs it). It checks what a reader sees: each results page's tables and figures, MathJax output in place of
 raw TeX, and no resource fetched from anywhere but the local server.
 
+The server publishes the site under a sub-path (``/zegclip/``), as GitHub Pages does for a project site, and
+answers 404 to anything outside it, so every browser check also proves that no link assumes the site root.
+``$ZEGCLIP_BOOK_HTML`` names an already built ``_build/html`` to check instead of building one (the book
+workflow checks the very site it deploys).
+
 Screenshots of three pages are written to the test's temporary folder, or to ``$ZEGCLIP_BOOK_SCREENSHOTS`` when set.
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
+from urllib.error import HTTPError
 from urllib.request import urlopen
 
 import pytest
@@ -155,9 +161,38 @@ class Browser:
         return path
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a browser that hung up early
+            super().handle_error(request, client_address)
+
+
+# A project Pages site lives at https://<user>.github.io/<repo>/: the test server publishes the book there too.
+SUBPATH = "/zegclip/"
+
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep pytest's output clean
         pass
+
+
+class SubPathHandler(QuietHandler):
+    """Serves the site under SUBPATH only; any other path is a 404, as on a project Pages site."""
+
+    def _strip(self) -> bool:
+        if not self.path.startswith(SUBPATH):
+            self.send_error(404, "outside the site's sub-path")
+            return False
+        self.path = "/" + self.path[len(SUBPATH):]
+        return True
+
+    def do_GET(self) -> None:
+        if self._strip():
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self._strip():
+            super().do_HEAD()
 
 
 # ---------------------------------------------------------------------------------------------------- fixtures
@@ -174,7 +209,13 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory) -> Path:
-    """Build the book into a temporary --path-output (zero warnings allowed); returns the html folder."""
+    """Build the book into a temporary --path-output (zero warnings allowed); returns the html folder
+    (``$ZEGCLIP_BOOK_HTML``: that built folder, unchanged)."""
+    if ENV.get("ZEGCLIP_BOOK_HTML"):
+        html = Path(ENV["ZEGCLIP_BOOK_HTML"])
+        html = html if html.is_absolute() else REPO / html
+        assert (html / "index.html").is_file(), f"$ZEGCLIP_BOOK_HTML={html}: no index.html there"
+        return html
     missing = [n for n in PAGES if not (GENERATED / f"{n}.ipynb").is_file()]
     if missing or not all((GENERATED / f).is_file() for f in ("runs.md", "claims.md")):  # written with the reports
         execute_reports(missing)
@@ -194,11 +235,11 @@ def book(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(book):
-    handler = functools.partial(QuietHandler, directory=str(book))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler = functools.partial(SubPathHandler, directory=str(book))
+    httpd = QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    yield f"http://127.0.0.1:{httpd.server_address[1]}{SUBPATH}"
     httpd.shutdown()
     httpd.server_close()
 
@@ -306,6 +347,62 @@ def test_internal_links_resolve(book):
             elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in targets(target):
                 broken.append(f"{page.relative_to(book)}: {url} (no such anchor)")
     assert checked > 1000 and not broken, f"{len(broken)} broken of {checked} internal links:\n" + "\n".join(broken[:20])
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read()
+    except HTTPError as err:
+        return err.code, b""
+
+
+def test_links_resolve_under_a_sub_path(book, server):
+    """Served under a sub-path (a project Pages site), every page reachable from the front page is found by
+    following links over HTTP, and every internal link, image, script, stylesheet and #anchor of each resolves
+    there: the run pages, the report pages and MathJax's script included."""
+    root = server + "index.html"
+    status, _ = fetch(urljoin(server, "/index.html"))
+    assert status == 404, "the test server must answer 404 outside the sub-path"
+    pages: dict[str, str] = {}
+    queue, seen, broken, checked = [root], {root}, [], 0
+    anchors: list[tuple[str, str, str, str]] = []
+    while queue:
+        url = queue.pop()
+        status, body = fetch(url)
+        if status != 200:
+            continue  # reported by the page that links to it
+        pages[url] = body.decode("utf-8", errors="replace")
+        links = re.findall(r'<(?:a|link|img|script|source)\b[^>]*?\b(?:href|src)="([^"]*)"', pages[url])
+        links += re.findall(r'<meta http-equiv="Refresh" content="\d+;\s*url=([^"]+)"', pages[url], flags=re.I)
+        for link in links:
+            parts = urlsplit(html_lib.unescape(link))
+            if parts.scheme or parts.netloc or not link or not parts.path:
+                continue  # other hosts, and same-page anchors (checked on disk by test_internal_links_resolve)
+            checked += 1
+            target, _, fragment = urljoin(url, html_lib.unescape(link)).partition("#")
+            if target not in seen:
+                seen.add(target)
+                if target.endswith(".html"):
+                    queue.append(target)
+                else:
+                    code, _ = fetch(target)
+                    if code != 200:
+                        broken.append(f"{url}: {link} -> {code}")
+            if fragment and target.endswith(".html"):
+                anchors.append((url, link, target, unquote(fragment)))
+    for url, link, target, fragment in anchors:
+        if target in pages and not re.search(rf'\b(?:id|name)="{re.escape(fragment)}"', pages[target]):
+            broken.append(f"{url}: {link} (no such anchor)")
+    missing = sorted(u for u in seen if u.endswith(".html") and u not in pages)
+    broken += [f"{u} -> not 200" for u in missing]
+    served = {urlsplit(u).path[len(SUBPATH):] for u in pages}
+    on_disk = {p.relative_to(book).as_posix() for p in book.rglob("*.html")
+               if "_static" not in p.relative_to(book).parts}
+    needed = {f"book/generated/{n}.html" for n in PAGES} | {p for p in on_disk if p.startswith("book/generated/runs/")}
+    assert not broken, f"{len(broken)} broken of {checked} links under {SUBPATH}:\n" + "\n".join(broken[:20])
+    assert checked > 1000 and needed <= served, f"pages not reachable from the front page: {sorted(needed - served)[:20]}"
+    assert any(u.endswith("_static/mathjax/tex-chtml.js") for u in seen), "no page loads MathJax from the site"
 
 
 @pytest.mark.parametrize("name", [n for n in REPORTS if n.startswith("table") and n != "table3"] + ["figure1"])
