@@ -518,12 +518,17 @@ def test_bench_vs_official_quick(tmp_path, capsys):
         assert p["ratio_official_over_floor"] == pytest.approx(p["official"]["median_ms"] / p["floor"]["median_ms"],
                                                                rel=1e-3)
         assert set(p["load_average"]) == {"before", "after"}
+        # the official attention module, layout and mode as the official code: no native fast path, and why
+        assert p["official_mha_fast_path"] == {"taken": False, "batch_first": False, "training": False,
+                                               "grad_enabled": False, "inference_mode": True,
+                                               "why_not": "batch_first was not True"}
     assert [t["preset"] for t in data["train_step"]] == ["voc", "coco"] and data["params"]["train_batch"] == 2
     for t in data["train_step"]:
         assert len(t["fused"]["times_ms"]) == len(t["blocks"]["times_ms"]) == 2
         assert t["ratio_blocks_over_fused"] == pytest.approx(t["blocks"]["median_ms"] / t["fused"]["median_ms"], rel=1e-3)
     out = capsys.readouterr().out
     assert "official/ours" in out and "official/floor" in out and "blocks/fused" in out
+    assert "official nn.MultiheadAttention fast path: not taken (batch_first was not True)" in out
     from zegclip.model.backbone import PromptedVisionEncoder
     assert PromptedVisionEncoder.fused_attention is True  # the switch is back to its default
     assert main(["bench", "--vs-official", "--quick", "--phases", "image", "--results-dir", str(tmp_path)]) != 0
@@ -585,3 +590,25 @@ def test_gpu_check_runs_end_to_end_on_a_cpu_in_quick_mode(tmp_path):
     results_, problems = bench.load_bench_results(results, "mini")
     assert sorted(r["run"] for r in results_) == ["gpu-check-compiled-quick", "gpu-check-eager-quick"]
     assert problems == []
+
+
+@pytest.mark.parametrize("batch_first, mode, taken, why", [
+    (False, "inference", False, "batch_first was not True"),  # the official layout
+    (True, "inference", True, ""),
+    (True, "no_grad", True, ""),
+    (True, "grad", False, "autograd is recording"),
+])
+def test_mha_fast_path_is_traced_not_assumed(batch_first, mode, taken, why):
+    """`mha_fast_path` sees whether nn.MultiheadAttention called torch._native_multi_head_attention."""
+    import contextlib
+
+    from zegclip.experiments.bench.reference import OfficialBlock, mha_fast_path
+
+    block = OfficialBlock(64, 4).eval()
+    block.attn.batch_first = batch_first
+    x = torch.randn(2, 5, 64) if batch_first else torch.randn(5, 2, 64)
+    ctx = {"inference": torch.inference_mode(), "no_grad": torch.no_grad(), "grad": contextlib.nullcontext()}[mode]
+    with ctx:
+        got = mha_fast_path(block, x)
+    assert (got["taken"], got["why_not"], got["batch_first"]) == (taken, why, batch_first)
+    assert torch._native_multi_head_attention.__name__ == "_native_multi_head_attention"  # restored

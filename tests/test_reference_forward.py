@@ -15,9 +15,10 @@ import zegclip
 from zegclip.experiments.bench.reference import reference_logits, reference_scores
 
 
-@pytest.mark.parametrize("attention", ["math", "official"])
+@pytest.mark.parametrize("attention", ["math", "official", "module"])
 def test_model_matches_the_functional_reference(attention):
-    """``math``: attention written as its definition; ``official``: the official code's kernels and layout."""
+    """``math``: attention written as its definition; ``official``: the official code's kernels and layout;
+    ``module``: the official block modules (nn.MultiheadAttention, batch_first=False) on copies of the weights."""
     model = zegclip.build_model("voc", random_init=True, **tiny_overrides())
     with torch.no_grad():  # give every parameter non-trivial values (LayerNorm affine, biases)
         for p in model.parameters():

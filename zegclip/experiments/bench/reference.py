@@ -21,6 +21,15 @@ official code runs, in its layout:
   head-averaged scores of every layer;
 * the mask is resized to ``mask_size`` (512) and then to the crop.
 
+``attention="module"`` runs the ViT's blocks as the official code runs them: module calls of its own
+``ResidualAttentionBlock`` layout (:class:`OfficialBlock`: fp32 ``LayerNorm``, ``nn.MultiheadAttention(768, 12)``
+with ``batch_first=False`` called as ``attn(x, x, x, need_weights=False)``, QuickGELU MLP), built once per model by
+:func:`official_blocks` from copies of its weights; ``bench --vs-official`` times it in eval mode under
+``torch.inference_mode()``, as the official test loop runs. Whether ``nn.MultiheadAttention`` takes PyTorch's native
+fast path (``torch._native_multi_head_attention``) is checked, not assumed: :func:`mha_fast_path`. With
+``batch_first=False`` (the official layout) PyTorch 2.x declines it ("batch_first was not True") and the module
+reaches ``F.multi_head_attention_forward``, the call ``"official"`` makes directly.
+
 ``attention="math"`` writes the backbone attention as the definition, ``softmax(QK^T / sqrt(d)) V``, for the
 correctness test (independent even of PyTorch's attention kernels). Not reproduced: the official code reads the
 class-embedding ``.npy`` from disk on every forward call (file I/O, not model compute).
@@ -28,11 +37,69 @@ class-embedding ``.npy`` from disk on every forward call (file I/O, not model co
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["reference_logits", "reference_scores"]
+__all__ = ["reference_logits", "reference_scores", "official_blocks", "OfficialBlock", "mha_fast_path"]
 
-ATTENTION = ("official", "math")
+ATTENTION = ("module", "official", "math")
+
+
+class OfficialBlock(nn.Module):
+    """The official ``ResidualAttentionBlock`` layout (sequence-first x (L, B, D), eval: drop path is identity)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads)  # batch_first=False, as the official code builds it
+        self.mlp = nn.Sequential()
+        self.mlp.add_module("c_fc", nn.Linear(width, 4 * width))
+        self.mlp.add_module("c_proj", nn.Linear(4 * width, width))
+
+    def _norm(self, ln: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:  # the official fp16-safe LayerNorm
+        return ln(x.type(torch.float32)).type(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(*(self._norm(self.ln_1, x),) * 3, need_weights=False, attn_mask=None)[0]
+        h = self.mlp.c_fc(self._norm(self.ln_2, x))
+        return x + self.mlp.c_proj(h * torch.sigmoid(1.702 * h))
+
+
+def official_blocks(model) -> nn.ModuleList:
+    """The ViT blocks of ``model`` rebuilt as :class:`OfficialBlock` modules (copies of its weights, eval mode)."""
+    vit = model.backbone.vit
+    src = list(vit.transformer.resblocks)
+    width, heads = vit.conv1.weight.shape[0], src[0].attn.num_heads
+    blocks = nn.ModuleList(OfficialBlock(width, heads) for _ in src)
+    for new, old in zip(blocks, src):
+        state = {k: v for k, v in old.state_dict().items() if not k.startswith("ls_")}  # open_clip's LayerScale: off
+        new.load_state_dict(state, strict=True)
+    return blocks.to(vit.conv1.weight.device).eval()
+
+
+def mha_fast_path(block: OfficialBlock, x: torch.Tensor) -> dict:
+    """Whether ``block.attn`` takes PyTorch's native MHA fast path for a sequence-first ``x`` (L, B, D) in the
+    current grad mode: the call is traced by counting ``torch._native_multi_head_attention``."""
+    calls = []
+    native = torch._native_multi_head_attention
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return native(*args, **kwargs)
+
+    torch._native_multi_head_attention = counting
+    try:
+        h = block._norm(block.ln_1, x)
+        block.attn(h, h, h, need_weights=False)
+    finally:
+        torch._native_multi_head_attention = native
+    mha = block.attn
+    reason = ("" if calls else "batch_first was not True" if not mha.batch_first else
+              "training is enabled" if mha.training else "autograd is recording" if torch.is_grad_enabled() else
+              "another condition of nn.MultiheadAttention.forward")
+    return {"taken": bool(calls), "batch_first": mha.batch_first, "training": mha.training,
+            "grad_enabled": torch.is_grad_enabled(), "inference_mode": torch.is_inference_mode_enabled(),
+            "why_not": reason}
 
 
 def _ln(x: torch.Tensor, mod, eps: float | None = None) -> torch.Tensor:
@@ -72,11 +139,16 @@ def _block_math(x: torch.Tensor, blk, heads: int) -> torch.Tensor:
     return x + h @ blk.mlp.c_proj.weight.T + blk.mlp.c_proj.bias
 
 
-def _backbone(model, img: torch.Tensor, attention: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+def _backbone(model, img: torch.Tensor, attention: str,
+              blocks: nn.ModuleList | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Official VPTCLIPVisionTransformer: (H (B, N, d) unit rows, g (B, d) unit, grid)."""
     vit, bb = model.backbone.vit, model.backbone
     heads = vit.transformer.resblocks[0].attn.num_heads
-    block = {"official": _block_official, "math": _block_math}[attention]
+    if attention == "module":
+        modules = official_blocks(model) if blocks is None else blocks
+        block = lambda x, blk, heads: modules[blk](x)  # noqa: E731  (blk: the block's index)
+    else:
+        block = {"official": _block_official, "math": _block_math}[attention]
     b = img.shape[0]
     patch = vit.conv1.weight.shape[-1]
     x = F.conv2d(img, vit.conv1.weight, stride=patch)
@@ -98,7 +170,7 @@ def _backbone(model, img: torch.Tensor, attention: str) -> tuple[torch.Tensor, t
         if i > 0:  # deep prompts: block i-1's prompt outputs are replaced
             deep = proj(bb.deep_prompt_embeddings[i - 1 : i]).expand(b, -1, -1).transpose(0, 1)
             x = torch.cat([x[:1], deep, x[1 + T:]], 0)
-        x = block(x, blk, heads)
+        x = block(x, i if attention == "module" else blk, heads)
     x = x.permute(1, 0, 2)
     x = _ln(x, bb.prompt_norm)
     x = _ln(x, vit.ln_post) @ vit.proj  # every token, prompts included
@@ -107,15 +179,17 @@ def _backbone(model, img: torch.Tensor, attention: str) -> tuple[torch.Tensor, t
     return H / H.norm(dim=-1, keepdim=True), g, (gh, gw)
 
 
-def reference_logits(model, img: torch.Tensor, attention: str = "official") -> torch.Tensor:
+def reference_logits(model, img: torch.Tensor, attention: str = "module",
+                     blocks: nn.ModuleList | None = None) -> torch.Tensor:
     """Mask logits (B, C_all, H, W) of one crop batch ``img`` (B, 3, H, W), all classes queried, eval mode.
 
     ``model`` supplies the weights only (a :class:`zegclip.model.segmentor.ZegCLIP` with deep prompts and the RD
-    query [t*g, t]). Call under ``torch.no_grad()`` for timing.
+    query [t*g, t]). ``blocks``: :func:`official_blocks` of ``model``, built once (``attention="module"``; built
+    on every call when omitted). Call under ``torch.inference_mode()`` (or ``no_grad``) for timing.
     """
     if attention not in ATTENTION:
         raise ValueError(f"attention must be one of {ATTENTION}, got {attention!r}")
-    H, g, (gh, gw) = _backbone(model, img, attention)
+    H, g, (gh, gw) = _backbone(model, img, attention, blocks)
     b = img.shape[0]
     t = model.class_embeddings
     qin = torch.cat([t[None] * g[:, None], t[None].expand(b, -1, -1)], -1)
@@ -140,7 +214,7 @@ def reference_logits(model, img: torch.Tensor, attention: str = "official") -> t
     return masks
 
 
-def reference_scores(model, img: torch.Tensor, attention: str = "official", shift: float = 0.1) -> torch.Tensor:
+def reference_scores(model, img: torch.Tensor, attention: str = "module", shift: float = 0.1) -> torch.Tensor:
     """Calibrated scores of one crop: sigmoid of :func:`reference_logits`, minus ``shift`` on the seen classes."""
     p = reference_logits(model, img, attention).sigmoid()
     p[:, model.seen_idx] -= shift

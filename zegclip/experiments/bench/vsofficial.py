@@ -5,9 +5,12 @@ random weights (cost does not depend on weights; the bench's own builder, :func:
 runs, on the same weights and the same crop (batch 1, ``size`` x ``size``, eval, ``no_grad``):
 
 * ours - ``model(images)``, the package's forward (mask logits);
-* official - :func:`.reference.reference_logits`, an independent transcription of the official forward that
-  runs the official code's operations in its layout (sequence-first ViT through ``nn.MultiheadAttention``'s
-  general path, explicit decoder attention, all decoder layers in full).
+* official - :func:`.reference.reference_logits` with ``attention="module"``: the official forward in its layout,
+  the ViT's blocks called as the official ``ResidualAttentionBlock`` modules (``nn.MultiheadAttention(768, 12)``,
+  ``batch_first=False``, ``need_weights=False``), explicit decoder attention, all decoder layers in full. Every
+  call runs in eval mode under ``torch.inference_mode()``, as the official test loop does, and the record states
+  whether the official attention module took PyTorch's native fast path (:func:`.reference.mha_fast_path`; with
+  the official ``batch_first=False`` it does not).
 
 A third call, ``floor``, bounds what any exact float32 implementation can reach on the machine: it runs only the
 backbone's unavoidable kernels on tensors of the model's shapes and with its weights - the patch-embedding
@@ -45,7 +48,7 @@ import torch
 from .config import VS_OFFICIAL_FORMAT, resolve, result_path
 from .efficiency import synchronize
 from .measure import _images, _loadavg, build_subject, device_name, make_train_step, write_record
-from .reference import reference_logits
+from .reference import mha_fast_path, official_blocks, reference_logits
 
 PRESETS = ("voc", "coco")
 
@@ -110,16 +113,20 @@ def compare_preset(name: str, cfg, repeats: int, warmup: int, log: Callable[[str
     subject = build_subject(name, cfg)
     model = subject.model.to(cfg.device).eval()
     images = torch.randn(1, 3, cfg.size, cfg.size, generator=torch.Generator().manual_seed(0)).to(cfg.device)
-    calls = {"ours": lambda: model(images), "official": lambda: reference_logits(model, images),
+    blocks = official_blocks(model)
+    calls = {"ours": lambda: model(images), "official": lambda: reference_logits(model, images, "module", blocks),
              "floor": kernel_floor(model, images)}
-    with torch.no_grad():
+    with torch.inference_mode():
         ours, official = calls["ours"](), calls["official"]()
         diff = float((ours - official).abs().max() / official.abs().max())
+        tokens = 1 + model.backbone.num_prompts + (cfg.size // model.backbone.patch_size[0]) ** 2
+        fast_path = mha_fast_path(blocks[0], torch.randn(tokens, 1, blocks[0].ln_1.normalized_shape[0]))
         timed = _in_turn(calls, repeats, warmup, cfg.device)
     medians = {k: timed[k]["median_ms"] for k in calls}
     record = {
         "preset": name, "label": subject.label, "classes": subject.classes, "tokens": subject.tokens,
-        "size": cfg.size, "output_shape": list(ours.shape), "max_rel_diff": diff, **timed,
+        "size": cfg.size, "output_shape": list(ours.shape), "max_rel_diff": diff, "official_mha_fast_path": fast_path,
+        "mode": "eval, torch.inference_mode()", **timed,
         "ratio_official_over_ours": medians["official"] / medians["ours"],
         "ratio_official_over_floor": medians["official"] / medians["floor"],
     }
@@ -127,6 +134,8 @@ def compare_preset(name: str, cfg, repeats: int, warmup: int, log: Callable[[str
     log(f"  {subject.label}: ours {medians['ours']:9.1f} ms, official {medians['official']:9.1f} ms, "
         f"official/ours {record['ratio_official_over_ours']:.3f}x, max rel diff {diff:.2e}; kernel floor "
         f"{medians['floor']:.1f} ms (official/floor {record['ratio_official_over_floor']:.3f}x: the bound); "
+        f"official nn.MultiheadAttention fast path: "
+        f"{'taken' if fast_path['taken'] else 'not taken (' + fast_path['why_not'] + ')'}; "
         f"load {load['before']} -> {load['after']}")
     return record
 
