@@ -180,7 +180,8 @@ def test_noise_rule():
 
 
 def test_claims_get_verdicts_from_the_numbers(tmp_path):
-    """Table 5's claims judged on fabricated seeds: NEL resolved up, FT-vs-Fix resolved the wrong way, RD not run."""
+    """Table 5's claims judged on fabricated seeds, per half (``each: dataset``): NEL resolved up, FT-vs-Fix resolved
+    the wrong way, RD not run; a claim whose rows a half lacks is left out for that half."""
     from zegclip.experiments.report.claims import verdicts, verdicts_markdown
 
     entries = seeds_entries("Fix") + seeds_entries("Fix+NEL") + seeds_entries("FT")
@@ -188,17 +189,21 @@ def test_claims_get_verdicts_from_the_numbers(tmp_path):
     for e in entries:
         h, seen = values[e.params["variant"]]
         write(tmp_path, fake_result(e.id, e.params, {"hIoU": h + e.params["seed"], "mIoU(S)": seen + e.params["seed"]}))
-    rep = report.table_report("table5", "mini", tmp_path, entries=entries)
+    entries += seeds_entries("Fix+NEL+RD") + seeds_entries("DPT+NEL+RD")  # in the registry, no results yet
+    coco = [FakeEntry(f"coco-{e.id}", fake_params(dataset="mini-coco", variant="Fix", seed=e.params["seed"]))
+            for e in seeds_entries("Fix")]  # the other half: only Fix, no results
+    rep = report.table_report("table5", "mini", tmp_path, entries=entries + coco)
     table = verdicts(rep).set_index("claim")
-    nel = table.loc["NEL raises hIoU with the frozen encoder (Fix)"]
+    nel = table.loc["NEL raises hIoU with the frozen encoder (Fix) (mini-voc)"]
     assert nel["verdict"] == "reproduced" and nel["higher value"] == "21.0 ± 1.0 (n=3)" and nel["difference"] == 10.0
-    ft = table.loc["Fine-tuning CLIP (FT) beats the frozen CLIP (Fix) on seen classes"]
+    ft = table.loc["Fine-tuning CLIP (FT) beats the frozen CLIP (Fix) on seen classes (mini-voc)"]
     assert ft["verdict"] == "not reproduced" and ft["direction"] == "against the paper"
-    assert table.loc["RD raises mIoU(U) on top of Fix+NEL", "verdict"] == "not run"
-    best = table.loc["ZegCLIP (DPT+NEL+RD) has the best hIoU of the twelve variants"]
-    assert best["verdict"] == "not run" and best["lower"] == "runner-up: Fix+NEL"
+    assert table.loc["RD raises mIoU(U) on top of Fix+NEL (mini-voc)", "verdict"] == "not run"
+    best = table.loc["ZegCLIP (DPT+NEL+RD) has the best hIoU of the twelve variants (mini-voc)"]
+    assert best["verdict"] == "not run" and best["lower"] == "runner-up: mini-voc, Fix+NEL"
+    assert not [c for c in table.index if c.endswith("(mini-coco)")]  # no claim of the COCO half has its rows
     text = verdicts_markdown(rep)
-    assert "- **reproduced**: NEL raises hIoU with the frozen encoder (Fix)" in text and "Welch" in text
+    assert "- **reproduced**: NEL raises hIoU with the frozen encoder (Fix) (mini-voc)" in text and "Welch" in text
 
 
 def test_efficiency_claims_from_a_bench_record():
@@ -463,3 +468,35 @@ def test_notebook_in_a_fresh_kernel(fabricated, tmp_path):
     """As `python -m zegclip reproduce` runs them: a new kernel per notebook (the others share one for speed)."""
     outputs = _execute("figure4", fabricated, tmp_path)
     assert "image/png" in outputs and "Unseen classes" in outputs
+
+
+def test_figure4_picks_by_a_fixed_rule_and_whitens_ignored_pixels(tmp_path):
+    """Figure 4 shows the first saved images whose ground truth has an unseen class (then the others), and paints
+    white, in the prediction panels too, every pixel that the ground truth ignores."""
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    matplotlib.use("Agg")
+    palette = [0, 0, 0] + [50, 100, 150] * 2 + [200, 30, 30] + [0, 0, 0] * 251 + [255, 255, 255]
+
+    def png(name, ids):
+        img = Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="P")
+        img.putpalette(palette)
+        img.save(tmp_path / name)
+        return str(tmp_path / name)
+
+    classes = {"names": ["a", "b", "c", "u"], "seen": [0, 1, 2], "unseen": [3]}
+    rows = []
+    for k, label in enumerate([[[1, 1], [255, 2]], [[3, 1], [255, 255]], [[1, 2], [2, 2]], [[255, 3], [3, 3]]]):
+        rows.append({"image": png(f"i{k}.png", [[1, 1], [1, 1]]), "label": png(f"l{k}.png", label),
+                     "baseline": png(f"b{k}.png", [[3, 3], [3, 3]]), "ours": png(f"o{k}.png", [[1, 3], [3, 2]])})
+    picked = report.pick_samples(rows, classes, k=3)
+    assert [r["label"] for r in picked] == [rows[1]["label"], rows[3]["label"], rows[0]["label"]]
+    assert "{k}" in report.PICK_RULE and "unseen" in report.PICK_RULE
+    fig = report.plot_samples(picked[:1], classes, max_rows=1)
+    panels = [ax.get_images()[0].get_array() for ax in fig.axes[:4]]
+    baseline, ours, label = panels[1], panels[2], panels[3]
+    for panel in (baseline, ours, label):  # the bottom row is ignored in l1: white in every label panel
+        assert (np.asarray(panel)[1] == 255).all()
+    assert tuple(np.asarray(baseline)[0, 0]) == (200, 30, 30)  # a prediction where the label is kept stays

@@ -20,10 +20,18 @@ from zegclip.mini.render import GENERATOR_VERSION
 def test_registry_expands_every_table_of_both_profiles():
     mini = expand("mini")
     ids = [e.id for e in mini]
-    assert len(ids) == len(set(ids)) == 70
+    assert len(ids) == len(set(ids)) == 103
+    assert [(e.id, e.notebook) for e in runs_for("mini", "table5")] == [(e.id, e.notebook) for e in mini
+                                                                         if "table5" in e.tables]
     assert [(e.id, e.notebook) for e in runs_for("mini", "table3")] == [("bench-cpu", "bench")]
+    # Table 5's two halves: 12 variants x 3 seeds on mini-voc (VOC) and on mini-coco (COCO-Stuff)
     table5 = runs_for("mini", "table5")
-    assert len(table5) == 36 and {e.params["seed"] for e in table5} == {0, 1, 2}
+    assert len(table5) == 72 and {e.params["seed"] for e in table5} == {0, 1, 2}
+    assert {d: sum(e.params["dataset"] == d for e in table5) for d in ("mini-voc", "mini-coco")} == \
+        {"mini-voc": 36, "mini-coco": 36}
+    assert {e.params.get("dataset", "mini-voc") for e in runs_for("mini", "figure1")} == {"mini-voc"}
+    assert len(runs_for("paper", "table5")) == 24
+    assert {e.params["dataset"] for e in runs_for("paper", "table5")} == {"voc", "coco"}
     assert len(runs_for("mini", "table4")) == 12
     # ZegCLIP seed 0 is shared by Tables 2, 4, 5, 6 and Figures 1, 4, 5 and keeps the largest sample count
     zeg = next(e for e in mini if e.id == "mini-voc-dpt-nel-rd-inductive-s0")

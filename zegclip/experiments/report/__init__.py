@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from ...engine.results import METRICS, REQUIRED  # noqa: F401  (METRICS, REQUIRED re-exported)
 from .claims import NOISE_RULE, claims_overview, efficiency_verdicts_markdown, verdicts, verdicts_markdown
-from .figures import plot_ablation, plot_per_class, plot_samples, plot_vs_paper, sample_grid
+from .figures import PICK_RULE, pick_samples, plot_ablation, plot_per_class, plot_samples, plot_vs_paper, sample_grid
 from .paper import PAPER_DATASET, paper_frame, paper_numbers, paper_table
 from .results import datasets_of, effective_params, entries_for, load_results, not_run_note, world_mismatch
 from .tables import (REPORT_TABLES, TABLE_METRICS, Report, aggregate, fmt, format_frame, glue, per_class_frame,
@@ -36,6 +36,6 @@ __all__ = [
     "METRICS", "TABLE_METRICS", "REPORT_TABLES", "Report", "load_results", "paper_numbers", "paper_frame",
     "paper_table", "entries_for", "aggregate", "fmt", "format_frame", "not_run_note", "table_report",
     "per_class_frame", "sample_grid", "effective_params", "datasets_of", "unseen_gain", "plot_ablation",
-    "plot_vs_paper", "plot_per_class", "plot_samples", "glue", "PAPER_DATASET", "world_mismatch",
+    "plot_vs_paper", "plot_per_class", "plot_samples", "pick_samples", "PICK_RULE", "glue", "PAPER_DATASET", "world_mismatch",
     "verdicts", "verdicts_markdown", "claims_overview", "NOISE_RULE", "efficiency_verdicts_markdown",
 ]

@@ -56,6 +56,25 @@ def sample_grid(profile: str = "mini", results_dir: str | Path = "results", tabl
     return rows, classes, problems, note
 
 
+PICK_RULE = ("the first {k} saved evaluation images, in evaluation order, whose ground truth contains an unseen "
+             "class (then, if fewer, the first of the others): fixed before any picture was looked at, never by "
+             "how well a model does on them")
+
+
+def pick_samples(rows: Sequence[dict], classes: dict, k: int = 4) -> list[dict]:
+    """The rows Figure 4 shows, by :data:`PICK_RULE`: the first ``k`` of ``rows`` (evaluation order) whose
+    ground-truth PNG contains an unseen class of ``classes``, then the first others to fill ``k``."""
+    import numpy as np
+    from PIL import Image
+
+    unseen = list(classes.get("unseen", []))
+    with_unseen, others = [], []
+    for row in rows:
+        ids = np.asarray(Image.open(row["label"]))
+        (with_unseen if unseen and np.isin(ids, unseen).any() else others).append(row)
+    return (with_unseen + others)[:k]
+
+
 # ------------------------------------------------------------------------------------------------ figures
 def _style():
     import seaborn as sns
@@ -151,7 +170,9 @@ def plot_per_class(frame: pd.DataFrame, settings: Sequence[str] = ("inductive", 
 def plot_samples(rows: Sequence[dict], classes: dict, max_rows: int = 4, baseline: str = "DPT",
                  ours: str = "DPT+NEL+RD"):
     """Figure 4: image, baseline, ZegCLIP, ground truth per row, unseen classes outlined in red and listed in red
-    in the legend (class colours from the PNG palette). Returns the Figure."""
+    in the legend (class colours from the PNG palette). The pixels that the ground truth ignores (255: the
+    background of the VOC-like worlds) are white in every label panel, the predictions' included, as in the
+    paper's figure: a prediction there is never scored. Returns the Figure."""
     import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.patches import Patch
@@ -164,19 +185,21 @@ def plot_samples(rows: Sequence[dict], classes: dict, max_rows: int = 4, baselin
     names, unseen = classes.get("names", []), set(classes.get("unseen", []))
     present: dict[int, tuple] = {}
     for i, row in enumerate(rows):
+        ignored = np.asarray(Image.open(row["label"])) == 255  # what the ground truth does not label
         for j, key in enumerate(("image", "baseline", "ours", "label")):
             img = Image.open(row[key])
             ax = axes[i][j]
             if img.mode == "P":
                 ids = np.asarray(img)
+                blank = (ids == 255) | (ignored if ignored.shape == ids.shape else False)
                 pal = np.asarray(img.getpalette() or [0] * 768, dtype=float).reshape(-1, 3) / 255.0
-                for c in np.unique(ids):
-                    if c != 255 and c < len(pal):
+                for c in np.unique(ids[~blank]):
+                    if c < len(pal):
                         present.setdefault(int(c), tuple(pal[c]))
                 rgb = np.asarray(img.convert("RGB")).copy()
-                rgb[ids == 255] = 255  # ignore: white, whatever the palette says
+                rgb[blank] = 255  # ignored: white, whatever the palette or the prediction says
                 ax.imshow(rgb, interpolation="nearest")
-                mask = np.isin(ids, list(unseen))
+                mask = np.isin(ids, list(unseen)) & ~blank
                 if mask.any():
                     ax.contour(mask, levels=[0.5], colors="red", linewidths=1.0)
             else:

@@ -20,7 +20,7 @@ TABLE_METRICS = ("pAcc", "mIoU(S)", "mIoU(U)", "hIoU")
 REPORT_TABLES: dict[str, dict[str, Any]] = {
     "table2": {"by": ("dataset", "setting", "self_training"), "metrics": TABLE_METRICS},
     "table4": {"by": ("query_format",), "metrics": TABLE_METRICS},
-    "table5": {"by": ("variant",), "metrics": TABLE_METRICS},
+    "table5": {"by": ("dataset", "variant"), "metrics": TABLE_METRICS},  # two halves: VOC and COCO-Stuff
     "figure1": {"by": ("variant",), "metrics": TABLE_METRICS},
     "table6": {"by": ("dataset", "loss"), "metrics": TABLE_METRICS},
     "table7": {"by": ("dataset", "eval_dataset", "setting"), "metrics": ("pAcc", "mIoU", "mAcc")},
@@ -184,6 +184,20 @@ class Report:
         """The formatted reproduced value of one cell (``"not run"`` when absent)."""
         r = self.row(**where)
         return "not run" if r is None else fmt(r[metric], r[f"{metric} std"], int(r["n"]))
+
+    def part(self, **where: Any) -> "Report":
+        """The rows whose ``by`` values match ``where`` (e.g. ``dataset="mini-coco"``: one half of Table 5), as a
+        report of their own (status, counts and note recomputed for those rows)."""
+        mask = pd.Series(True, index=self.numeric.index)
+        for k, v in where.items():
+            mask &= self.numeric[k] == v
+        numeric, frame = self.numeric[mask].reset_index(drop=True), self.frame[mask].reset_index(drop=True)
+        expected, found = int(numeric["n_expected"].sum()), int(numeric["n"].sum())
+        note = self.note if found == self.found and expected == self.expected else None
+        if found == 0:
+            note = not_run_note(self.profile, self.table, self.quick)
+        return Report(self.table, self.profile, self.results_dir, self.metrics, self.by, numeric, frame, note,
+                      [], expected, found, self.quick)
 
     def rank_agreement(self, metric: str = "hIoU") -> float:
         """Spearman rank correlation of reproduced means and the paper's numbers over rows with both (NaN if < 3)."""
