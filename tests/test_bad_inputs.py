@@ -402,9 +402,10 @@ def test_images_smaller_than_a_patch_are_rejected(shape, message):
 
 @pytest.mark.parametrize("only,message", [
     (",", "--only ',' selects nothing; name tables/figures (calibration, table2, table3, table4, table5, table6, "
-          "table7, figure1, figure4, figure5) or run ids (`reproduce --list` shows them)"),
+          "table7, figure1, figure4, figure5, alignment) or run ids (`reproduce --list` shows them)"),
     ("nosuchtable", "unknown table/figure or run id ['nosuchtable']; known tables/figures: calibration, table2, "
-                    "table3, table4, table5, table6, table7, figure1, figure4, figure5; run ids of profile 'mini': "
+                    "table3, table4, table5, table6, table7, figure1, figure4, figure5, alignment; run ids of profile "
+                    "'mini': "
                     "mini-voc-fix-inductive-s0, "),
 ])
 def test_an_empty_or_unknown_selection_is_an_error(only, message, capsys):

@@ -37,7 +37,8 @@ pytestmark = pytest.mark.slow  # builds the book and drives headless Chromium
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "book" / "generated"
-REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")
+REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5",
+           "alignment")
 PAGES = REPORTS + ("walkthrough",)
 # The environment of the session, before any fixture changes it (the notebooks need the real mini-CLIP cache).
 ENV = dict(os.environ)

@@ -500,3 +500,59 @@ def test_figure4_picks_by_a_fixed_rule_and_whitens_ignored_pixels(tmp_path):
     for panel in (baseline, ours, label):  # the bottom row is ignored in l1: white in every label panel
         assert (np.asarray(panel)[1] == 255).all()
     assert tuple(np.asarray(baseline)[0, 0]) == (200, 30, 30)  # a prediction where the label is kept stays
+
+
+def test_alignment_study_frame_controls_and_advantage(tmp_path):
+    """The alignment study's rows carry their mini-CLIP's logged instruments (by cache key); ZegCLIP's advantage
+    over Baseline-Fix per alignment goes through the noise rule; the packaged mini-CLIP is flagged."""
+    import matplotlib
+
+    from zegclip.mini.experiments import pretrain_config
+
+    matplotlib.use("Agg")
+    entries, values = [], {(0.0, "Fix"): 30.0, (0.0, "DPT+NEL+RD"): 60.0, (None, "Fix"): 40.0,
+                           (None, "DPT+NEL+RD"): 41.0}
+    for (alignment, variant), h in values.items():
+        for s in (0, 1, 2):
+            params = fake_params(variant=variant, seed=s, alignment=alignment)
+            e = FakeEntry(f"fx-{variant}-{alignment}-s{s}", params)
+            entries.append(e)
+            write(tmp_path, fake_result(e.id, params, {"hIoU": h + s, "mIoU(U)": h - 5 + s}))
+    dials = tmp_path / "mini" / "calibration" / "pretrain" / "dials.json"
+    dials.parent.mkdir(parents=True)
+    log = [{"key": pretrain_config(a).key(), "zero_shot": {"mini-voc": {"seen": 100.0, "unseen": 97.0}},
+            "presets": {"mini-voc": {"training_free": {"mIoU": tf}, "probe": {"acc": 98.0}}}}
+           for a, tf in ((0.0, 38.2), (pretrain_config().alignment, 45.2))]
+    dials.write_text(json.dumps({"entries": log}))
+    rep, frame = report.alignment_frame("mini", tmp_path, entries=entries)
+    assert rep.found == 12
+    got = {(r["alignment"], r["variant"]): (r["training_free"], r["zero_shot"], r["packaged"], r["hIoU"])
+           for _, r in frame.iterrows()}
+    packaged = pretrain_config().alignment
+    assert got == {(0.0, "Fix"): (38.2, 97.0, False, 31.0), (0.0, "DPT+NEL+RD"): (38.2, 97.0, False, 61.0),
+                   (packaged, "Fix"): (45.2, 97.0, True, 41.0), (packaged, "DPT+NEL+RD"): (45.2, 97.0, True, 42.0)}
+    adv = report.advantage_frame(frame).set_index("alignment")
+    assert adv.loc[0.0, "hIoU gain"] == 30.0 and adv.loc[0.0, "hIoU verdict"] == "reproduced"
+    assert adv.loc[packaged, "hIoU gain"] == 1.0 and adv.loc[packaged, "hIoU verdict"] == "unresolved within noise"
+    fig = report.plot_alignment(frame)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["mIoU(U) (%)", "hIoU (%)"]
+
+
+def test_alignment_parameter_names_its_mini_clip():
+    """`alignment` picks the mini-CLIP of a run: the packaged value is the same run as without it; another value
+    gets its own id and cached weights, named by file in the compared config; the paper profile has no such dial."""
+    from zegclip.experiments.registry import normalise_params, run_id
+    from zegclip.experiments.runs import _placeless, run_spec
+    from zegclip.mini.experiments import pretrain_config
+
+    packaged = pretrain_config().alignment
+    assert normalise_params({"alignment": packaged})["alignment"] is None
+    assert run_id({"alignment": packaged}) == run_id({}) == "mini-voc-dpt-nel-rd-inductive-s0"
+    assert run_id({"alignment": 0.003, "variant": "Fix"}) == "mini-voc-fix-inductive-align0p003-s0"
+    spec = run_spec({"alignment": 0.003})
+    assert Path(spec["weights"]).name == f"{pretrain_config(0.003).key()}.safetensors"
+    assert _placeless({"weights": spec["weights"]})["weights"] == f"{pretrain_config(0.003).key()}.safetensors"
+    assert "weights" not in run_spec({})
+    assert pretrain_config(0.003).locality == pretrain_config().locality and pretrain_config(0.003).alignment == 0.003
+    with pytest.raises(ValueError, match="alignment=0.1 is a dial of the mini-CLIP: mini profile only"):
+        normalise_params({"profile": "paper", "dataset": "voc", "alignment": 0.1})

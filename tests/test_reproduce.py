@@ -20,7 +20,7 @@ from zegclip.mini.render import GENERATOR_VERSION
 def test_registry_expands_every_table_of_both_profiles():
     mini = expand("mini")
     ids = [e.id for e in mini]
-    assert len(ids) == len(set(ids)) == 103
+    assert len(ids) == len(set(ids)) == 124
     assert [(e.id, e.notebook) for e in runs_for("mini", "table5")] == [(e.id, e.notebook) for e in mini
                                                                          if "table5" in e.tables]
     assert [(e.id, e.notebook) for e in runs_for("mini", "table3")] == [("bench-cpu", "bench")]
@@ -31,11 +31,17 @@ def test_registry_expands_every_table_of_both_profiles():
         {"mini-voc": 36, "mini-coco": 36}
     assert {e.params.get("dataset", "mini-voc") for e in runs_for("mini", "figure1")} == {"mini-voc"}
     assert len(runs_for("paper", "table5")) == 24
+    # the alignment study: 4 mini-CLIPs x (ZegCLIP, Baseline-Fix) x 3 seeds + 4 positive controls; its packaged
+    # point (alignment 0.001 -> None) is Table 5's and the controls' runs
+    study = runs_for("mini", "alignment")
+    assert len(study) == 28 and sum(e.params["alignment"] is None for e in study) == 7
+    assert {e.params["alignment"] for e in study} == {None, 0.0, 0.003, 0.01} and not runs_for("paper", "alignment")
     assert {e.params["dataset"] for e in runs_for("paper", "table5")} == {"voc", "coco"}
     assert len(runs_for("mini", "table4")) == 12
     # ZegCLIP seed 0 is shared by Tables 2, 4, 5, 6 and Figures 1, 4, 5 and keeps the largest sample count
     zeg = next(e for e in mini if e.id == "mini-voc-dpt-nel-rd-inductive-s0")
-    assert set(zeg.tables) == {"table5", "figure1", "table4", "table6", "table2", "figure5", "figure4", "calibration"}
+    assert set(zeg.tables) == {"table5", "figure1", "table4", "table6", "table2", "figure5", "figure4", "calibration",
+                              "alignment"}
     assert zeg.params["samples"] == 8
     assert zeg.result_path("results") == Path("results/mini/runs/mini-voc-dpt-nel-rd-inductive-s0.json")
     paper = expand("paper")

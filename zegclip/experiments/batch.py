@@ -133,9 +133,13 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
             else:
                 todo.append(e)
         if todo and profile == "mini" and not quick:
+            from ..mini.experiments import pretrain_config
             from ..mini.miniclip import ensure_mini_clip
 
-            ensure_mini_clip()  # once, in this process with every core, before the runs start
+            # once, in this process with every core, before the runs start: the packaged mini-CLIP and those of
+            # the alignment study's runs (one at a time: two pretrainings side by side oversubscribe the cores)
+            for alignment in dict.fromkeys([None] + [e.params.get("alignment") for e in todo if e.notebook == "run"]):
+                ensure_mini_clip(pretrain_config(alignment))
         # runs side by side share the cores (their kernels inherit this); only while runs execute, so that the
         # report notebooks and the walkthrough get every core again
         threads_before = os.environ.get("OMP_NUM_THREADS")

@@ -76,7 +76,8 @@ def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None
                         "skipped")
     if runs is not None:
         results = [r for r in results if r.get("run") in set(runs)]
-    base = dict(variant="DPT+NEL+RD", query_format=None, loss=None, eval_dataset=None, iters=None)
+    # ZegCLIP with the packaged mini-CLIP only (alignment=None: not the alignment study's other mini-CLIPs)
+    base = dict(variant="DPT+NEL+RD", query_format=None, loss=None, eval_dataset=None, iters=None, alignment=None)
     rows = []
 
     def row(control, dataset, measured, n, threshold, ok, detail=""):

@@ -31,14 +31,17 @@ RUN_DEFAULTS: dict[str, Any] = {
     "weights": None,  # paper profile: CLIP ViT-B/16 weights file (or $ZEGCLIP_CLIP_WEIGHTS)
     "samples": 0,  # evaluation images whose prediction is saved as PNG (Figure 4)
     "quick": False,  # a few iterations with a random mini-CLIP: for tests
+    "alignment": None,  # mini profile: the mini-CLIP's alignment dial (None: the packaged one; the alignment study)
 }
 # The type of every run parameter (registry values are converted and checked against these, as run files are).
 RUN_TYPES: dict[str, Any] = {
     "profile": str, "dataset": str, "setting": str, "self_training": str | None, "variant": str,
     "query_format": str | None, "loss": str | None, "seed": int, "iters": int | None, "eval_dataset": str | None,
     "negative_control": bool, "data_root": str | None, "weights": str | None, "samples": int, "quick": bool,
+    "alignment": float | None,
 }
-REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5")
+REPORTS = ("calibration", "table2", "table3", "table4", "table5", "table6", "table7", "figure1", "figure4", "figure5",
+           "alignment")
 LEARN = ("walkthrough",)
 
 
@@ -149,6 +152,15 @@ def normalise_params(params: dict) -> dict:
     if p["self_training"] is not None and p["setting"] != "transductive":
         raise ValueError(f"self_training={p['self_training']!r} needs setting=transductive, not {p['setting']!r}")
     p["self_training"] = None if p["self_training"] == "dagger" else p["self_training"]
+    if p["alignment"] is not None:
+        if p["profile"] != "mini":
+            raise ValueError(f"run parameter alignment={p['alignment']!r} is a dial of the mini-CLIP: mini profile only")
+        if p["alignment"] < 0:
+            raise ConfigError(f"run parameter alignment: {p['alignment']} is below the minimum 0")
+        from ..mini.miniclip import PretrainConfig
+
+        if p["alignment"] == PretrainConfig().alignment:  # the packaged mini-CLIP: the same run as without the dial
+            p["alignment"] = None
     own = variant_overrides(p["variant"])  # validates the name
     encoder = own["encoder"]["mode"]
     fmt = canonical_format(p["query_format"]) if p["query_format"] is not None else own["query_format"]
@@ -179,6 +191,8 @@ def run_id(params: dict) -> str:
         parts.append("to-" + p["eval_dataset"])
     if p["negative_control"]:
         parts.append("random-unseen-text")
+    if p["alignment"] is not None:
+        parts.append("align" + f"{p['alignment']:g}".replace(".", "p"))  # align0p003: no dot in file names
     parts.append(f"s{p['seed']}")
     return "-".join(parts)
 

@@ -38,6 +38,10 @@ def mini_spec(params: dict, out_root: str | Path) -> dict:
                               model=model, train=train, data=data, out_root=out_root, name=_dir_name(p))
     # the half-way checkpoint of an inductive run initialises self-training (as the official ST schedule)
     spec["train"]["checkpoint_every"] = max(1, iters // 2)
+    if p["alignment"] is not None and not p["quick"]:  # the alignment study: another mini-CLIP's cached weights
+        from ..mini.miniclip import mini_clip_path
+
+        spec["weights"] = str(mini_clip_path(mx.pretrain_config(p["alignment"])))
     if p["quick"]:
         spec["random_init"] = True
         spec["eval_limit"] = 4
@@ -181,6 +185,11 @@ def execute_run(params: dict, results_dir: str | Path = "results", runs_root: st
     spec = run_spec(p, runs_root)
     if p["quick"] and not ident.endswith("-quick"):  # never mixes with real runs
         ident += "-quick"
+    if p["alignment"] is not None and not p["quick"]:  # the study's mini-CLIP: pretrained once, then cached
+        from ..mini.experiments import pretrain_config
+        from ..mini.miniclip import ensure_mini_clip
+
+        ensure_mini_clip(pretrain_config(p["alignment"]))
     train = run_from_dict(spec)
     if p["setting"] == "transductive":
         _ensure_half(p, runs_root, Path(spec["train"]["init_from"]))
@@ -373,8 +382,11 @@ def why_not_done(entry: Entry, results_dir: str | Path) -> str | None:
     if entry.notebook == "run" and entry.params["profile"] == "mini" and not entry.params["quick"]:
         from ..mini.miniclip import PretrainConfig, result_key
 
-        if result_key(old) != PretrainConfig().key():
-            return f"measured with mini-CLIP {result_key(old)}, the package's is {PretrainConfig().key()}"
+        from ..mini.experiments import pretrain_config
+
+        want = pretrain_config(entry.params.get("alignment")).key()
+        if result_key(old) != want:
+            return f"measured with mini-CLIP {result_key(old)}, this run's is {want}"
     if entry.notebook != "run":
         same = old.get("params", {}) == {**old.get("params", {}), **entry.params}
         return None if same else "other parameters"
@@ -401,6 +413,8 @@ def _placeless(config: dict) -> dict:
         return None if path is None else "/".join(Path(str(path)).parts[-keep:])
 
     out = dict(config)
+    if out.get("weights"):  # a weights file is named by its file name (the mini-CLIP's: its cache key)
+        out["weights"] = Path(str(out["weights"])).name
     if "output_dir" in out:
         out["output_dir"] = tail(out["output_dir"], 2)
     if isinstance(out.get("train"), dict) and out["train"].get("init_from"):

@@ -26,6 +26,17 @@ MINI_ITERS = {"mini-voc": 3000, "mini-coco": 6000}
 MINI_DATA = {"crop_size": 64, "scale": [256, 64], "ratio_range": [1.0, 1.0], "test_short_side": 64, "photometric": False}
 
 
+def pretrain_config(alignment: float | None = None):
+    """The mini-CLIP a run uses: the packaged :class:`~zegclip.mini.miniclip.PretrainConfig`, or the same with
+    another ``alignment`` dial (the alignment study; locality, steps and everything else unchanged)."""
+    import dataclasses
+
+    from .miniclip import PretrainConfig
+
+    cfg = PretrainConfig()
+    return cfg if alignment is None else dataclasses.replace(cfg, alignment=float(alignment))
+
+
 def mini_iters(preset: str) -> int:
     """Training iterations of the mini recipe for a preset (the mini-voc schedule for any other)."""
     return MINI_ITERS.get(preset, MINI_TRAIN["iters"])

@@ -25,6 +25,7 @@ Modules (imports point down this list, never up):
 from __future__ import annotations
 
 from ...engine.results import METRICS, REQUIRED  # noqa: F401  (METRICS, REQUIRED re-exported)
+from .alignment import advantage_frame, alignment_frame, plot_alignment
 from .claims import NOISE_RULE, claims_overview, efficiency_verdicts_markdown, verdicts, verdicts_markdown
 from .figures import PICK_RULE, pick_samples, plot_ablation, plot_per_class, plot_samples, plot_vs_paper, sample_grid
 from .paper import PAPER_DATASET, paper_frame, paper_numbers, paper_table
@@ -37,5 +38,5 @@ __all__ = [
     "paper_table", "entries_for", "aggregate", "fmt", "format_frame", "not_run_note", "table_report",
     "per_class_frame", "sample_grid", "effective_params", "datasets_of", "unseen_gain", "plot_ablation",
     "plot_vs_paper", "plot_per_class", "plot_samples", "pick_samples", "PICK_RULE", "glue", "PAPER_DATASET", "world_mismatch",
-    "verdicts", "verdicts_markdown", "claims_overview", "NOISE_RULE", "efficiency_verdicts_markdown",
+    "verdicts", "verdicts_markdown", "alignment_frame", "plot_alignment", "advantage_frame", "claims_overview", "NOISE_RULE", "efficiency_verdicts_markdown",
 ]

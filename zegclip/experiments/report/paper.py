@@ -85,6 +85,8 @@ def _paper_lookup(table: str, p: dict) -> tuple[dict[str, float | None], str]:
     """The paper's numbers for the row with effective parameters ``p`` and where they come from ("" if none)."""
     dataset = PAPER_DATASET.get(p.get("dataset"))
     key = {"figure1": "table5"}.get(table, table)
+    if key not in _paper_yaml():  # our own studies (alignment): nothing of the paper to set beside them
+        return {}, ""
     entry = paper_numbers(key)
     name = entry["source"].split(":")[0]
 

@@ -152,10 +152,12 @@ def world_mismatch(result: dict) -> str | None:
         return f"measured in mini-world generator version {have}, this package generates version {GENERATOR_VERSION}; skipped"
     if str(result.get("run", "")).endswith("-quick"):  # tests: random mini-CLIP weights
         return None
-    from ...mini.miniclip import PretrainConfig, result_key
+    from ...mini.experiments import pretrain_config
+    from ...mini.miniclip import result_key
 
-    if result_key(result) != PretrainConfig().key():
-        return f"measured with mini-CLIP {result_key(result)}, this package's is {PretrainConfig().key()}; skipped"
+    want = pretrain_config((result.get("params") or {}).get("alignment")).key()  # the alignment study's own
+    if result_key(result) != want:
+        return f"measured with mini-CLIP {result_key(result)}, this run's is {want}; skipped"
     return None
 
 

@@ -24,6 +24,7 @@ REPORT_TABLES: dict[str, dict[str, Any]] = {
     "figure1": {"by": ("variant",), "metrics": TABLE_METRICS},
     "table6": {"by": ("dataset", "loss"), "metrics": TABLE_METRICS},
     "table7": {"by": ("dataset", "eval_dataset", "setting"), "metrics": ("pAcc", "mIoU", "mAcc")},
+    "alignment": {"by": ("alignment", "setting", "variant"), "metrics": ("mIoU", *TABLE_METRICS)},
 }
 _MAX_PROBLEMS = 12
 
