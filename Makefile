@@ -52,7 +52,7 @@ test: $(STAMP) $(CHROMIUM)
 # mini-CLIP once when it is not cached). .github/workflows/book.yml publishes this.
 BOOK_OUT ?= .
 book: $(STAMP)
-	test -f book/generated/runs.md || $(VENV)/bin/python -m zegclip reproduce --profile $(PROFILE) --reports-only
+	test -f book/generated/summary.md || $(VENV)/bin/python -m zegclip reproduce --profile $(PROFILE) --reports-only
 	$(VENV)/bin/jupyter-book build . --warningiserror --path-output $(BOOK_OUT)
 	@echo "book: $(abspath $(BOOK_OUT))/_build/html/index.html"
 

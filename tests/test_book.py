@@ -218,7 +218,7 @@ def book(tmp_path_factory) -> Path:
         assert (html / "index.html").is_file(), f"$ZEGCLIP_BOOK_HTML={html}: no index.html there"
         return html
     missing = [n for n in PAGES if not (GENERATED / f"{n}.ipynb").is_file()]
-    if missing or not all((GENERATED / f).is_file() for f in ("runs.md", "claims.md")):  # written with the reports
+    if missing or not all((GENERATED / f).is_file() for f in ("runs.md", "claims.md", "summary.md")):  # written with the reports
         execute_reports(missing)
         still = [n for n in PAGES if not (GENERATED / f"{n}.ipynb").is_file()]
         assert not still, f"executed notebooks still missing from book/generated/: {still}"
@@ -312,6 +312,10 @@ def test_text_pages_render(book, server, browser):
     method = browser.dom(urljoin(server, "book/method.html"))
     check_math("method", method, expected=10)
     assert len(re.findall(r"<mjx-container\b[^>]*display=\"true\"", method)) >= 5, "display equations not typeset"
+
+    front = visible_text(browser.dom(urljoin(server, "book/index.html")))
+    assert "What the measured world says" in front and "The instrument." in front and "The main rows." in front, \
+        "the front page lacks its three-line summary"
 
     results = visible_text(browser.dom(urljoin(server, "book/results.html")))
     assert "{{" not in results, "unresolved substitution on the results page"

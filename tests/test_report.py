@@ -556,3 +556,28 @@ def test_alignment_parameter_names_its_mini_clip():
     assert pretrain_config(0.003).locality == pretrain_config().locality and pretrain_config(0.003).alignment == 0.003
     with pytest.raises(ValueError, match="alignment=0.1 is a dial of the mini-CLIP: mini profile only"):
         normalise_params({"profile": "paper", "dataset": "voc", "alignment": 0.1})
+
+
+def test_front_page_summary_says_controls_claims_and_main_rows(tmp_path):
+    """Three lines: the controls (passed of total, the failing ones named), the verdict count over every claim, and
+    Table 5's ZegCLIP and Baseline-Fix hIoU per half beside the paper's."""
+    from zegclip.experiments.report.summary import summary_lines, summary_page
+
+    calib = tmp_path / "mini" / "calibration"
+    calib.mkdir(parents=True)
+    controls = [{"control": "1 positive: fully supervised mIoU", "result": "pass"},
+                {"control": "3 noise: std of inductive hIoU", "result": "FAIL"}]
+    (calib / "controls-mini-voc.json").write_text(json.dumps(
+        {"preset": "mini-voc", "seeds": 3, "passed": 1, "total": 2, "controls": controls}))
+    for variant, h in (("fix", 20.0), ("dpt-nel-rd", 70.0)):
+        for s in (0, 1, 2):
+            rid = f"mini-voc-{variant}-inductive-s{s}"
+            params = fake_params(variant={"fix": "Fix", "dpt-nel-rd": "DPT+NEL+RD"}[variant], seed=s)
+            write(tmp_path, fake_result(rid, params, {"hIoU": h + s}))
+    instrument, claims_line, rows = summary_lines("mini", tmp_path)
+    assert instrument.startswith("**The instrument.** The mini world's controls: mini-voc 1 of 2 pass (3 seeds; "
+                                 "failing: control 3 noise)")
+    assert re.search(r"Of the paper's \d+ claims, judged by the noise rule: .*\d+ not run", claims_line)
+    assert "mini-voc: ZegCLIP 71.0 ± 1.0 vs Baseline-Fix 21.0 ± 1.0 (paper 84.3 vs 26.5)" in rows
+    assert "mini-coco: ZegCLIP not run vs Baseline-Fix not run (paper 40.8 vs 16.2)" in rows
+    assert summary_page("mini", tmp_path).count("\n- ") == 3

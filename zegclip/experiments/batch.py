@@ -216,6 +216,11 @@ def reproduce(profile: str = "mini", only: Iterable[str] | None = None, jobs: in
             # the claims of every table with their verdicts, included by the book's results page
             write_text_atomic(Path(generated) / "claims.md",
                               claims_page(profile, results_dir, quick=quick and not reports_only))
+            from .report.summary import summary_page
+
+            # three lines for the front page: controls, the verdict count, the main rows
+            write_text_atomic(Path(generated) / "summary.md",
+                              summary_page(profile, results_dir, quick=quick and not reports_only))
             summary["run_pages"] = len(pages)  # not a notebook: apart from summary["reports"]
             print(f"{'run pages':<21} {time.perf_counter() - t0:5.0f}s  ok ({len(pages)} run pages and the claims)",
                   flush=True)
