@@ -355,7 +355,8 @@ def test_reproduce_finds_its_project_from_the_working_directory(tmp_path, monkey
     assert len(line) == 1 and line[0].split()[1] == "table5" and line[0].endswith("s  ok")  # one line per notebook
     # besides the (mocked) notebook: the run pages, the claims and the summary, nothing else and nowhere else
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
-        "book-out/claims.md", "book-out/runs.md", "book-out/runs/none.md", "results/mini/reproduce.json"]
+        "book-out/claims.md", "book-out/runs.md", "book-out/runs/none.md", "book-out/summary.md",
+        "results/mini/reproduce.json"]
 
 
 def test_non_finite_images_are_rejected():
@@ -426,7 +427,7 @@ def test_results_resolve_against_the_project_from_any_subfolder(monkeypatch, cap
         capsys.readouterr()
         assert main(["reproduce", "--list", "--only", "table6"]) == 0
         listings.append(capsys.readouterr().out)
-    assert listings[0] == listings[1] == listings[2] and len(listings[0].splitlines()) == 4
+    assert listings[0] == listings[1] == listings[2] and len(listings[0].splitlines()) == 12
     monkeypatch.chdir(repo.parent)  # outside the checkout (found through $ZEGCLIP_PROJECT): the absolute folder
     monkeypatch.setenv("ZEGCLIP_PROJECT", str(repo))
     assert project.results_dir() == repo / "results"

@@ -20,15 +20,19 @@ from zegclip.mini.render import GENERATOR_VERSION
 def test_registry_expands_every_table_of_both_profiles():
     mini = expand("mini")
     ids = [e.id for e in mini]
-    assert len(ids) == len(set(ids)) == 124
+    assert len(ids) == len(set(ids)) == 184
     assert [(e.id, e.notebook) for e in runs_for("mini", "table5")] == [(e.id, e.notebook) for e in mini
                                                                          if "table5" in e.tables]
     assert [(e.id, e.notebook) for e in runs_for("mini", "table3")] == [("bench-cpu", "bench")]
-    # Table 5's two halves: 12 variants x 3 seeds on mini-voc (VOC) and on mini-coco (COCO-Stuff)
+    # Table 5's two halves: 12 variants x 5 seeds on mini-voc (VOC), x 3 seeds on mini-coco (COCO-Stuff)
     table5 = runs_for("mini", "table5")
-    assert len(table5) == 72 and {e.params["seed"] for e in table5} == {0, 1, 2}
+    assert len(table5) == 96 and {e.params["seed"] for e in table5} == {0, 1, 2, 3, 4}
     assert {d: sum(e.params["dataset"] == d for e in table5) for d in ("mini-voc", "mini-coco")} == \
-        {"mini-voc": 36, "mini-coco": 36}
+        {"mini-voc": 60, "mini-coco": 36}
+    assert {e.params["seed"] for e in table5 if e.params["dataset"] == "mini-coco"} == {0, 1, 2}
+    # every other table whose claims compare rows: 3 seeds per row
+    for table in ("table2", "table4", "table6", "table7"):
+        assert {e.params["seed"] for e in runs_for("mini", table)} == {0, 1, 2}, table
     assert {e.params.get("dataset", "mini-voc") for e in runs_for("mini", "figure1")} == {"mini-voc"}
     assert len(runs_for("paper", "table5")) == 24
     # the alignment study: 4 mini-CLIPs x (ZegCLIP, Baseline-Fix) x 3 seeds + 4 positive controls; its packaged
@@ -37,7 +41,7 @@ def test_registry_expands_every_table_of_both_profiles():
     assert len(study) == 28 and sum(e.params["alignment"] is None for e in study) == 7
     assert {e.params["alignment"] for e in study} == {None, 0.0, 0.003, 0.01} and not runs_for("paper", "alignment")
     assert {e.params["dataset"] for e in runs_for("paper", "table5")} == {"voc", "coco"}
-    assert len(runs_for("mini", "table4")) == 12
+    assert len(runs_for("mini", "table4")) == 36
     # ZegCLIP seed 0 is shared by Tables 2, 4, 5, 6 and Figures 1, 4, 5 and keeps the largest sample count
     zeg = next(e for e in mini if e.id == "mini-voc-dpt-nel-rd-inductive-s0")
     assert set(zeg.tables) == {"table5", "figure1", "table4", "table6", "table2", "figure5", "figure4", "calibration",
@@ -192,8 +196,8 @@ def test_cli_lists_runs_and_rejects_unknown_profiles(capsys):
 
     assert main(["reproduce", "--profile", "mini", "--only", "table7", "--list", "--results-dir", "/nonexistent"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["todo  mini-coco-dpt-nel-rd-inductive-to-mini-voc-b-s0  (no result)",
-                   "todo  mini-coco-dpt-nel-rd-transductive-to-mini-voc-b-s0  (no result)"]
+    assert out == [f"todo  mini-coco-dpt-nel-rd-{setting}-to-mini-voc-b-s{seed}  (no result)"
+                   for setting in ("inductive", "transductive") for seed in (0, 1, 2)]
     assert main(["reproduce", "--profile", "laptop"]) == 2
     assert "unknown profile 'laptop'" in capsys.readouterr().err
 
@@ -287,3 +291,20 @@ def test_a_result_of_another_mini_clip_is_not_done(tmp_path):
             assert world_mismatch(result) is None
         else:
             assert not is_done(entry, tmp_path) and f"mini-CLIP {key}" in world_mismatch(result)
+
+
+def test_a_result_that_saved_more_samples_is_done(tmp_path):
+    """Saved sample PNGs change no number: a result with at least the samples asked for is done; fewer is not."""
+    from zegclip.experiments.runs import why_not_done
+
+    source = project_root() / "results" / "mini" / "runs" / "mini-voc-dpt-nel-rd-fully-s0.json"
+    if not source.is_file():
+        pytest.skip("needs a committed mini result")
+    result = json.loads(source.read_text())
+    entry = Entry(result["run"], "run", normalise_params({**result["params"], "profile": "mini"}), ("calibration",))
+    target = tmp_path / "mini" / "runs" / source.name
+    target.parent.mkdir(parents=True)
+    for have, want, why in ((8, 0, None), (8, 8, None), (0, 8, "saved 0 sample images, 8 wanted")):
+        target.write_text(json.dumps({**result, "params": {**result["params"], "samples": have}}))
+        e = Entry(entry.id, "run", {**entry.params, "samples": want}, entry.tables)
+        assert why_not_done(e, tmp_path) == why, (have, want)

@@ -121,6 +121,36 @@ def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None
 
 
 # ----------------------------------------------------------------------------------------- the command
+def noise_frame(results_dir: str | Path = "results", datasets=None):
+    """The seed noise of inductive ZegCLIP (the packaged mini-CLIP) per dataset, read where it lives: one row per
+    dataset with the seeds measured, and mean ± sample std of hIoU, mIoU(S) and mIoU(U) over them. Control 3 reads
+    the hIoU std; the split shows which classes carry the noise.
+
+    >>> noise_frame("/nonexistent", datasets=["mini-voc"])["n"].tolist()
+    [0]
+    """
+    import pandas as pd
+
+    from .report import load_results, world_mismatch
+
+    loaded, _ = load_results(results_dir, "mini", "runs")
+    results = [r for r in loaded if world_mismatch(r) is None]
+    base = dict(variant="DPT+NEL+RD", query_format=None, loss=None, eval_dataset=None, iters=None, alignment=None)
+    rows = []
+    for ds in datasets or POSITIVE:
+        ind = sorted(_runs(results, dataset=ds, setting="inductive", negative_control=False, self_training=None,
+                           **base), key=lambda r: r.get("seed", 0))
+        row = {"dataset": ds, "n": len(ind), "seeds": [r.get("seed") for r in ind]}
+        for metric in ("hIoU", "mIoU(S)", "mIoU(U)"):
+            values = [r["metrics"][metric] for r in ind]
+            m, sd, _ = _mean_std(values)
+            row[metric] = m
+            row[f"{metric} std"] = sd
+            row[f"{metric} per seed"] = " / ".join(f"{v:.1f}" for v in values)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def controls_entries(preset: str, seeds: int = 3, registry: dict | str | Path | None = None) -> list:
     """The runs that measure the mini world's controls for ``preset``: the registry's ``calibration`` runs of that
     dataset, for seeds ``0..seeds-1`` (more seeds than the registry lists are made from its seed-0 entries)."""

@@ -390,8 +390,12 @@ def why_not_done(entry: Entry, results_dir: str | Path) -> str | None:
     if entry.notebook != "run":
         same = old.get("params", {}) == {**old.get("params", {}), **entry.params}
         return None if same else "other parameters"
-    if {**RUN_DEFAULTS, **(old.get("params") or {})} != {k: entry.params[k] for k in RUN_DEFAULTS}:
+    have = {**RUN_DEFAULTS, **(old.get("params") or {})}
+    # saved sample PNGs change no number: a result that saved at least as many as asked for will do
+    if {k: v for k, v in have.items() if k != "samples"} != {k: entry.params[k] for k in RUN_DEFAULTS if k != "samples"}:
         return "other parameters"
+    if (have.get("samples") or 0) < (entry.params.get("samples") or 0):
+        return f"saved {have.get('samples') or 0} sample images, {entry.params['samples']} wanted"
     from ..engine.run import run_from_dict
 
     spec = run_spec(entry.params, runs_root_for(results_dir))
