@@ -529,6 +529,11 @@ def test_bench_vs_official_quick(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "official/ours" in out and "official/floor" in out and "blocks/fused" in out
     assert "official nn.MultiheadAttention fast path: not taken (batch_first was not True)" in out
+    from zegclip.experiments.bench import vs_official_frame
+    frame = vs_official_frame(tmp_path)  # what the Table 3 page shows: machine, threads, ratios, fast path
+    assert list(frame["preset"]) == ["voc", "coco"] and set(frame["threads"]) == {1}
+    assert set(frame["official MHA fast path"]) == {"not taken (batch_first was not True)"}
+    assert list(frame["official / ours"]) == [round(p["ratio_official_over_ours"], 3) for p in data["presets"]]
     from zegclip.model.backbone import PromptedVisionEncoder
     assert PromptedVisionEncoder.fused_attention is True  # the switch is back to its default
     assert main(["bench", "--vs-official", "--quick", "--phases", "image", "--results-dir", str(tmp_path)]) != 0

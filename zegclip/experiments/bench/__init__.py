@@ -40,7 +40,7 @@ _WHERE = {
                                      "quick_overrides", "resolve", "result_path")},
     **{name: ".measure" for name in ("bench_method", "build_subject", "device_name", "make_train_step", "run_bench")},
     **{name: ".tables" for name in ("describe_run", "format_table", "load_bench_results", "ratios_frame",
-                                     "summary_frame", "table3_frame", "valid_bench")},
+                                     "summary_frame", "table3_frame", "valid_bench", "vs_official_frame")},
 }
 
 __all__ = sorted(_WHERE)

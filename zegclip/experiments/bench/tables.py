@@ -149,3 +149,28 @@ def ratios_frame(results: list[dict]):
                 "paper speed-up (FPS)": p1[2] / p2[2] if p1 and p2 else math.nan,
             })
     return pd.DataFrame(rows)
+
+
+def vs_official_frame(results_dir: str | os.PathLike = "results", profile: str = "mini"):
+    """The ``bench --vs-official`` records of ``profile`` as one row per run and preset: machine, threads, medians
+    (ms) of ours, the official forward's module transcription and the kernel floor, the ratios, whether the official
+    attention module took PyTorch's native fast path, and the output difference."""
+    import pandas as pd
+
+    from ..report import load_results
+
+    results, _ = load_results(results_dir, profile, kind="bench")
+    rows = []
+    for data in sorted((d for d in results if d.get("format") == VS_OFFICIAL_FORMAT), key=lambda d: d.get("created", "")):
+        for p in data.get("presets", []):
+            fast = p.get("official_mha_fast_path") or {}
+            rows.append({
+                "run": data.get("run"), "machine": data.get("device", {}).get("name"),
+                "threads": data.get("torch_threads"), "preset": p["preset"],
+                "ours (ms)": p["ours"]["median_ms"], "official (ms)": p["official"]["median_ms"],
+                "floor (ms)": p["floor"]["median_ms"], "official / ours": round(p["ratio_official_over_ours"], 3),
+                "official / floor": round(p["ratio_official_over_floor"], 3),
+                "official MHA fast path": ("taken" if fast.get("taken") else f"not taken ({fast.get('why_not')})")
+                if fast else "not recorded",
+                "max rel diff": p["max_rel_diff"], "mode": p.get("mode", "eval, no_grad")})
+    return pd.DataFrame(rows)
