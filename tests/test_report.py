@@ -581,3 +581,27 @@ def test_front_page_summary_says_controls_claims_and_main_rows(tmp_path):
     assert "mini-voc: ZegCLIP 71.0 ± 1.0 vs Baseline-Fix 21.0 ± 1.0 (paper 84.3 vs 26.5)" in rows
     assert "mini-coco: ZegCLIP not run vs Baseline-Fix not run (paper 40.8 vs 16.2)" in rows
     assert summary_page("mini", tmp_path).count("\n- ") == 3
+
+
+def test_claims_page_groups_verdicts_and_links_each_rows_runs(tmp_path, monkeypatch):
+    """The results page's claims: grouped as reproduced / not reproduced / unresolved / not run (every verdict in one
+    group), each row linking the run pages of both of its rows, one per seed."""
+    from zegclip.experiments.report import claims as claims_mod
+
+    assert sorted(v for g in claims_mod.GROUPS.values() for v in g) == sorted(claims_mod.VERDICTS)
+    entries = seeds_entries("Fix") + seeds_entries("Fix+NEL")
+    for e in entries:
+        h = {"Fix": 10.0, "Fix+NEL": 20.0}[e.params["variant"]] + e.params["seed"]
+        write(tmp_path, fake_result(e.id, e.params, {"hIoU": h}))
+    rep = report.table_report("table5", "mini", tmp_path, entries=entries)
+    frame = claims_mod.verdicts(rep)
+    frame.insert(0, "table", "table5")
+    monkeypatch.setattr(claims_mod, "claims_overview", lambda *a, **k: frame)
+    page = claims_mod.claims_page("mini", tmp_path)
+    sections = re.findall(r"^### (.+) \((\d+)\)$", page, flags=re.M)
+    assert [s for s, _ in sections] == list(claims_mod.GROUPS)
+    assert sum(int(n) for _, n in sections) == len(frame)
+    reproduced = page.split("### Reproduced")[1].split("###")[0]
+    assert "NEL raises hIoU with the frozen encoder (Fix) (mini-voc)" in reproduced
+    fix, nel = (" ".join(f"{{doc}}`s{s} </book/generated/runs/fx-{v}-s{s}>`" for s in (0, 1, 2)) for v in ("fix", "fix-nel"))
+    assert f"| {nel} / {fix} |" in reproduced
