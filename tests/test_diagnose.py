@@ -167,6 +167,13 @@ def test_controls_frame_pass_fail_not_run_and_skips_other_world_versions(tmp_pat
     assert got[("5", "mini-voc")][1:] == (0, "not run")
     assert got[("1", "mini-coco")][1:] == (0, "not run")  # the generator-v2 result does not count
     assert problems == ["1 results of another world (generator version or mini-CLIP) skipped"]
+    # the stated noise: inductive ZegCLIP per dataset, seeds in order (an alignment-study run is not among them)
+    write("i-align", {"dataset": "mini-voc", "seed": 9, "alignment": 0.01}, {"hIoU": 0.0})
+    from zegclip.experiments.controls import noise_frame
+
+    noise = noise_frame(tmp_path).set_index("dataset")
+    assert noise.loc["mini-voc", "n"] == 3 and noise.loc["mini-voc", "hIoU per seed"] == "50.0 / 53.0 / 56.0"
+    assert noise.loc["mini-voc", "hIoU std"] == 3.0 and noise.loc["mini-coco", "n"] == 0
 
 
 def test_calibration_log_csv_lists_every_run_and_skips_control_tables(tmp_path):

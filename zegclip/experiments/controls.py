@@ -29,6 +29,9 @@ POSITIVE = {"mini-voc": 85.0, "mini-coco": 55.0}
 SEEN_RATIO = 0.9
 HIOU_STD = 2.0
 ZERO_SHOT = 95.0
+# The runs the controls read: ZegCLIP with the packaged mini-CLIP and recipe (alignment=None: not the alignment
+# study's other mini-CLIPs)
+ZEGCLIP = dict(variant="DPT+NEL+RD", query_format=None, loss=None, eval_dataset=None, iters=None, alignment=None)
 
 
 def _runs(results, **want) -> list[dict]:
@@ -76,8 +79,7 @@ def controls_frame(results_dir: str | Path = "results", datasets=None, runs=None
                         "skipped")
     if runs is not None:
         results = [r for r in results if r.get("run") in set(runs)]
-    # ZegCLIP with the packaged mini-CLIP only (alignment=None: not the alignment study's other mini-CLIPs)
-    base = dict(variant="DPT+NEL+RD", query_format=None, loss=None, eval_dataset=None, iters=None, alignment=None)
+    base = ZEGCLIP
     rows = []
 
     def row(control, dataset, measured, n, threshold, ok, detail=""):
@@ -135,7 +137,7 @@ def noise_frame(results_dir: str | Path = "results", datasets=None):
 
     loaded, _ = load_results(results_dir, "mini", "runs")
     results = [r for r in loaded if world_mismatch(r) is None]
-    base = dict(variant="DPT+NEL+RD", query_format=None, loss=None, eval_dataset=None, iters=None, alignment=None)
+    base = ZEGCLIP
     rows = []
     for ds in datasets or POSITIVE:
         ind = sorted(_runs(results, dataset=ds, setting="inductive", negative_control=False, self_training=None,
