@@ -380,9 +380,8 @@ def why_not_done(entry: Entry, results_dir: str | Path) -> str | None:
         if problem is not None:
             return f"invalid result ({problem})"  # the reports would leave it out: run it again
     if entry.notebook == "run" and entry.params["profile"] == "mini" and not entry.params["quick"]:
-        from ..mini.miniclip import PretrainConfig, result_key
-
         from ..mini.experiments import pretrain_config
+        from ..mini.miniclip import result_key
 
         want = pretrain_config(entry.params.get("alignment")).key()
         if result_key(old) != want:
