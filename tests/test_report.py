@@ -264,6 +264,39 @@ def test_per_class_mean_over_seeds_and_unseen_gain(tmp_path):
     assert math.isnan(report.unseen_gain(frame, "mini-coco"))
 
 
+def test_training_curves_and_loss_summary(tmp_path):
+    """The logged losses of every run with a result, then per row the first / last ``last`` values over seeds."""
+    entries = seeds_entries("Fix", seeds=(0, 1)) + seeds_entries("FT+NEL", seeds=(0, 1))
+    logs = {entries[0].id: [4.0, 3.0, 1.0, 0.5], entries[1].id: [6.0, 1.0, 1.0, 1.5],
+            entries[2].id: [5.0, 5.0, float("nan"), 4.0]}  # the last FT+NEL seed has no result; a NaN is dropped
+    for e in entries[:3]:
+        r = fake_result(e.id, e.params)
+        r["training"] = {"log": [{"iter": 50 * (i + 1), "loss": v, "lr": 0.1} for i, v in enumerate(logs[e.id])]}
+        write(tmp_path, r)
+    curves, problems, note = report.training_curves("table5", "mini", tmp_path, entries=entries)
+    assert not problems and note is None
+    assert list(curves.columns) == ["dataset", "variant", "seed", "id", "iter", "loss"]
+    assert len(curves) == 4 + 4 + 3 and curves[curves["id"] == entries[2].id]["iter"].tolist() == [50, 100, 200]
+    summary = report.loss_summary(curves, ["dataset", "variant"], last=2).set_index("variant")
+    assert summary.loc["Fix", "n"] == 2 and summary.loc["FT+NEL", "n"] == 1
+    assert summary.loc["Fix", "loss start"] == pytest.approx((3.5 + 3.5) / 2)  # seed 0: (4+3)/2, seed 1: (6+1)/2
+    assert summary.loc["Fix", "loss end"] == pytest.approx((0.75 + 1.25) / 2)
+    assert summary.loc["Fix", "loss end std"] == pytest.approx(math.sqrt(0.125))  # 0.75, 1.25 around 1.0
+    assert summary.loc["Fix", "end/start"] == pytest.approx(1.0 / 3.5)
+    assert summary.loc["FT+NEL", "loss end"] == pytest.approx(4.5) and math.isnan(summary.loc["FT+NEL", "loss end std"])
+    fig = report.plot_training_curves(curves)
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log" and ax.get_title() == "mini-voc: training loss"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Fix", "FT+NEL"]
+    empty, _, note = report.training_curves("table5", "paper", tmp_path, entries=[
+        FakeEntry(e.id, {**e.params, "profile": "paper"}) for e in entries])
+    assert empty.empty and "not run" in note
+    report.plot_training_curves(empty)  # draws an empty panel, no error
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 # ------------------------------------------------------------------------------------------ bad files
 def test_corrupt_and_foreign_json_reported_and_skipped(tmp_path):
     entries = seeds_entries("FT", seeds=(0, 1))
@@ -410,7 +443,9 @@ def fabricated(tmp_path_factory) -> Path:
             samples = [{"image": "samples/mini-voc/image_0.png", "label": "samples/mini-voc/label_0.png",
                         "pred": f"samples/{ident}/pred_0.png"}]
         metrics = {k: 5.0 + (i * 7 + j * 3) % 60 for j, k in enumerate(report.METRICS)}
-        write(root, fake_result(ident, e.params, metrics, {3: 10.0 + i % 7, 4: 20.0 + i % 5}, samples))
+        result = fake_result(ident, e.params, metrics, {3: 10.0 + i % 7, 4: 20.0 + i % 5}, samples)
+        result["training"] = {"log": [{"iter": 50 * k, "loss": 4.0 / k + i % 3} for k in range(1, 9)]}
+        write(root, result)
     return root
 
 
@@ -461,6 +496,7 @@ def test_notebook_with_fabricated_results(name, fabricated, tmp_path, kernel):
         assert "image/png" in outputs
     if name == "table5":
         assert "table5_zegclip_hiou" in outputs and "table5_spearman_hiou" in outputs
+        assert "loss end" in outputs and "has a training log" not in outputs  # the training-loss check drew
 
 
 @pytest.mark.slow

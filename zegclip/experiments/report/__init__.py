@@ -27,11 +27,12 @@ from __future__ import annotations
 from ...engine.results import METRICS, REQUIRED  # noqa: F401  (METRICS, REQUIRED re-exported)
 from .alignment import advantage_frame, alignment_frame, plot_alignment
 from .claims import NOISE_RULE, claims_overview, efficiency_verdicts_markdown, verdicts, verdicts_markdown
-from .figures import PICK_RULE, pick_samples, plot_ablation, plot_per_class, plot_samples, plot_vs_paper, sample_grid
+from .figures import (PICK_RULE, pick_samples, plot_ablation, plot_per_class, plot_samples, plot_training_curves,
+                      plot_vs_paper, sample_grid)
 from .paper import PAPER_DATASET, paper_frame, paper_numbers, paper_table
 from .results import datasets_of, effective_params, entries_for, load_results, not_run_note, world_mismatch
-from .tables import (REPORT_TABLES, TABLE_METRICS, Report, aggregate, fmt, format_frame, glue, per_class_frame,
-                     table_report, unseen_gain)
+from .tables import (REPORT_TABLES, TABLE_METRICS, Report, aggregate, fmt, format_frame, glue, loss_summary,
+                     per_class_frame, table_report, training_curves, unseen_gain)
 
 __all__ = [
     "METRICS", "TABLE_METRICS", "REPORT_TABLES", "Report", "load_results", "paper_numbers", "paper_frame",
@@ -39,4 +40,5 @@ __all__ = [
     "per_class_frame", "sample_grid", "effective_params", "datasets_of", "unseen_gain", "plot_ablation",
     "plot_vs_paper", "plot_per_class", "plot_samples", "pick_samples", "PICK_RULE", "glue", "PAPER_DATASET", "world_mismatch",
     "verdicts", "verdicts_markdown", "alignment_frame", "plot_alignment", "advantage_frame", "claims_overview", "NOISE_RULE", "efficiency_verdicts_markdown",
+    "training_curves", "loss_summary", "plot_training_curves",
 ]

@@ -145,6 +145,32 @@ def plot_vs_paper(rep: Report, metric: str = "hIoU", title: str | None = None):
     return fig
 
 
+def plot_training_curves(curves: pd.DataFrame, hue: str = "variant", col: str = "dataset"):
+    """The training loss of :func:`zegclip.experiments.report.training_curves` against the iteration: one panel per
+    ``col`` value, one line per ``hue`` value (the mean over seeds; no band: a dozen overlapping bands hide the
+    lines, and :func:`zegclip.experiments.report.loss_summary` gives the spread), log-scaled loss axis (the losses of
+    different rows differ in scale). Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    sns = _style()
+    panels = list(dict.fromkeys(curves[col])) if col in curves and len(curves) else [None]
+    hues = list(dict.fromkeys(curves[hue])) if len(curves) else []
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    palette = dict(zip(hues, sns.color_palette("tab20", max(1, len(hues)))))
+    for ax, panel in zip(axes[0], panels):
+        sub = curves if panel is None else curves[curves[col] == panel]
+        if len(sub):
+            sns.lineplot(data=sub, x="iter", y="loss", hue=hue, hue_order=[h for h in hues if h in set(sub[hue])],
+                         palette=palette, errorbar=None, ax=ax, lw=1.2)
+            ax.set_yscale("log")
+            ax.legend(fontsize=7, ncol=2, title=hue)
+        ax.set_title(f"{panel}: training loss" if panel is not None else "training loss")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss (log scale)")
+    fig.tight_layout()
+    return fig
+
+
 def plot_per_class(frame: pd.DataFrame, settings: Sequence[str] = ("inductive", "transductive")):
     """Figure 5: per-class IoU of the unseen classes, one panel per dataset, bars per setting. Returns the Figure."""
     import matplotlib.pyplot as plt

@@ -289,6 +289,63 @@ def per_class_frame(profile: str = "mini", results_dir: str | Path = "results", 
     return frame, problems + stale, note
 
 
+def training_curves(table: str, profile: str = "mini", results_dir: str | Path = "results", registry: Any = None,
+                    entries: Sequence | None = None,
+                    quick: bool = False) -> tuple[pd.DataFrame, list[str], str | None]:
+    """The logged training loss of every run of ``table`` that has a result: (frame, problems, note).
+
+    Frame, one row per logged point (every ``log_every`` iterations): the table's ``by`` columns (e.g. dataset,
+    variant), ``seed``, ``id``, ``iter`` and ``loss`` (the total training loss of that iteration). It tells a row
+    that trained badly (a loss that stays high) from one that trained and transferred badly. ``note`` is the
+    not-run line when no run has a result; runs whose result has no training log (evaluation-only) are left out.
+    """
+    if table not in REPORT_TABLES:
+        raise ValueError(f"no report for {table!r}; choose one of {sorted(REPORT_TABLES)}")
+    by = tuple(REPORT_TABLES[table]["by"])
+    missing_note = None
+    if entries is None:
+        entries, missing_note = _entries(profile, table, registry, quick)
+    results, problems = load_results(results_dir, profile, "runs")
+    found, stale = _match(entries, results)
+    rows = []
+    for e in entries:
+        r = found.get(e.id)
+        log = ((r or {}).get("training") or {}).get("log") or []
+        p = effective_params(e.params)
+        for point in log:
+            if _finite(point.get("loss")) and point.get("iter") is not None:
+                rows.append({**{b: p.get(b) for b in by}, "seed": p.get("seed"), "id": e.id,
+                             "iter": int(point["iter"]), "loss": float(point["loss"])})
+    frame = pd.DataFrame(rows, columns=[*by, "seed", "id", "iter", "loss"])
+    note = missing_note or (not_run_note(profile, table, quick) if not found else None)
+    return frame, problems + stale, note
+
+
+def loss_summary(curves: pd.DataFrame, by: Sequence[str], last: int = 5) -> pd.DataFrame:
+    """Per table row (``by``) of :func:`training_curves`: ``n`` (seeds), ``loss start`` and ``loss end`` (per seed
+    the mean of its first / last ``last`` logged losses, then mean and sample std over the seeds) and ``end/start``
+    (the ratio of the two means). Rows keep the order of ``curves``.
+
+    >>> c = pd.DataFrame({"variant": ["A"] * 4, "seed": [0, 0, 1, 1], "iter": [1, 2, 1, 2], "loss": [4., 2., 6., 2.]})
+    >>> loss_summary(c, ["variant"], last=1)[["variant", "n", "loss start", "loss end", "end/start"]].values.tolist()
+    [['A', 2, 5.0, 2.0, 0.4]]
+    """
+    by = list(by)
+    rows = []
+    for key, sub in curves.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        starts, ends = [], []
+        for _, run in sub.groupby("seed", sort=True):
+            run = run.sort_values("iter")
+            starts.append(float(run["loss"].head(last).mean()))
+            ends.append(float(run["loss"].tail(last).mean()))
+        (s, s_std), (e, e_std) = _mean_std(starts), _mean_std(ends)
+        rows.append({**dict(zip(by, key)), "n": len(starts), "loss start": s, "loss start std": s_std,
+                     "loss end": e, "loss end std": e_std, "end/start": e / s if s else math.nan})
+    return pd.DataFrame(rows, columns=[*by, "n", "loss start", "loss start std", "loss end", "loss end std",
+                                       "end/start"])
+
+
 def unseen_gain(frame: pd.DataFrame, dataset: str, before: str = "inductive", after: str = "transductive") -> float:
     """Mean over the classes in ``frame`` (from :func:`per_class_frame`) of IoU(after) - IoU(before); NaN if absent."""
     wide = frame[frame["dataset"] == dataset].pivot_table(index="class", columns="setting", values="IoU")
