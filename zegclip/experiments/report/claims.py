@@ -121,19 +121,26 @@ def verdicts(rep: Any, table: str | None = None) -> pd.DataFrame:
             if each and hi_rows.empty:
                 continue  # this dataset has no such row (e.g. a table's other half)
             hi = hi_rows.iloc[0] if not hi_rows.empty else None
+            unmeasured = 0  # "best of all rows": rows in scope without a number yet
             if c["lower"] == "others":
                 others = numeric.drop(hi_rows.index)
-                others = others[(others["n"] > 0) & others[metric].notna()]
                 if each:
                     others = others[others[each] == value]
+                measured = (others["n"] > 0) & others[metric].notna()
+                unmeasured, others = int((~measured).sum()), others[measured]
                 lo = others.loc[others[metric].idxmax()] if not others.empty else None
                 lo_label = ("runner-up: " + _label(lo.to_dict(), rep.by)) if lo is not None else "the other rows"
+                if lo is not None and unmeasured:
+                    lo_label += f" ({unmeasured} other row{'s' if unmeasured > 1 else ''} not run)"
             else:
                 lo_rows = _rows_where(numeric, {**scope, **c["lower"]})
                 lo = lo_rows.iloc[0] if not lo_rows.empty else None
                 lo_label = _label({**scope, **c["lower"]}, rep.by)
             a, b = _stats(hi, metric), _stats(lo, metric)
             v, p = verdict(a, b, kind)
+            if unmeasured and v != "not reproduced":
+                # "best of all" needs every row; a measured row that beats it refutes it even before the rest run
+                v = "not run"
             fields = hi.to_dict() if hi is not None else hi_where
             rows.append({
                 "claim": c["text"].format(**{k: fields.get(k, "?") for k in rep.by}),
