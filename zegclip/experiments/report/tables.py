@@ -258,6 +258,18 @@ def table_report(table: str, profile: str = "mini", results_dir: str | Path = "r
 
 
 # ------------------------------------------------------------------------------------------ per-class IoU
+def _read_runs(table: str, profile: str, results_dir: str | Path, registry: Any, entries: Sequence | None,
+               quick: bool) -> tuple[Sequence, dict[str, dict], list[str], str | None]:
+    """The registry entries of ``table`` (unless given), their results and the problems met reading them:
+    (entries, found: id -> result, problems (skipped and stale files), note: why there are no entries, or None)."""
+    note = None
+    if entries is None:
+        entries, note = _entries(profile, table, registry, quick)
+    results, problems = load_results(results_dir, profile, "runs")
+    found, stale = _match(entries, results)
+    return entries, found, problems + stale, note
+
+
 def per_class_frame(profile: str = "mini", results_dir: str | Path = "results", table: str = "figure5",
                     split: str | None = "unseen", registry: Any = None,
                     entries: Sequence | None = None, quick: bool = False) -> tuple[pd.DataFrame, list[str], str | None]:
@@ -266,11 +278,7 @@ def per_class_frame(profile: str = "mini", results_dir: str | Path = "results", 
     Frame columns: dataset, setting, class, id, split, IoU, IoU std, n. ``split`` keeps only seen/unseen classes.
     ``note`` is the not-run line when no run has a result. ``quick``: the ``-quick`` runs (see :func:`table_report`).
     """
-    missing_note = None
-    if entries is None:
-        entries, missing_note = _entries(profile, table, registry, quick)
-    results, problems = load_results(results_dir, profile, "runs")
-    found, stale = _match(entries, results)
+    entries, found, problems, missing_note = _read_runs(table, profile, results_dir, registry, entries, quick)
     rows = []
     for p, members in _seed_groups(entries):
         have = [found[e.id] for e in members if e.id in found]
@@ -286,7 +294,7 @@ def per_class_frame(profile: str = "mini", results_dir: str | Path = "results", 
                          "n": len(cs)})
     frame = pd.DataFrame(rows, columns=["dataset", "setting", "class", "id", "split", "IoU", "IoU std", "n"])
     note = missing_note or (not_run_note(profile, table, quick) if not found else None)
-    return frame, problems + stale, note
+    return frame, problems, note
 
 
 def training_curves(table: str, profile: str = "mini", results_dir: str | Path = "results", registry: Any = None,
@@ -302,11 +310,7 @@ def training_curves(table: str, profile: str = "mini", results_dir: str | Path =
     if table not in REPORT_TABLES:
         raise ValueError(f"no report for {table!r}; choose one of {sorted(REPORT_TABLES)}")
     by = tuple(REPORT_TABLES[table]["by"])
-    missing_note = None
-    if entries is None:
-        entries, missing_note = _entries(profile, table, registry, quick)
-    results, problems = load_results(results_dir, profile, "runs")
-    found, stale = _match(entries, results)
+    entries, found, problems, missing_note = _read_runs(table, profile, results_dir, registry, entries, quick)
     rows = []
     for e in entries:
         r = found.get(e.id)
@@ -318,7 +322,7 @@ def training_curves(table: str, profile: str = "mini", results_dir: str | Path =
                              "iter": int(point["iter"]), "loss": float(point["loss"])})
     frame = pd.DataFrame(rows, columns=[*by, "seed", "id", "iter", "loss"])
     note = missing_note or (not_run_note(profile, table, quick) if not found else None)
-    return frame, problems + stale, note
+    return frame, problems, note
 
 
 def loss_summary(curves: pd.DataFrame, by: Sequence[str], last: int = 5) -> pd.DataFrame:
