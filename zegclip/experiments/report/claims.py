@@ -28,6 +28,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from .tables import FIT_RULE, fit_check, table_report, training_curves
+
 ALPHA = 0.05  # the significance level of the noise rule
 VERDICTS = ("reproduced", "not reproduced", "unresolved within noise", "unresolved (one seed)", "unresolved (one repeat)",
             "not run")
@@ -104,10 +106,26 @@ def _label(where: dict, by: tuple[str, ...]) -> str:
     return ", ".join(str(where[k]) for k in by if k in where) or "?"
 
 
-def verdicts(rep: Any, table: str | None = None) -> pd.DataFrame:
+def _not_fitted(row: pd.Series | None, label: str, fit: pd.DataFrame | None) -> str:
+    """"<label> did not fit (...)" when a run of ``row`` is in a row that :func:`fit_check` found unfitted."""
+    if row is None or fit is None or fit.empty or "found" not in row:
+        return ""
+    ids = set(row["found"])
+    for _, f in fit[~fit["fitted"].astype(bool)].iterrows():
+        if ids & set(f["ids"]):
+            return (f"{label} did not fit: its training loss ended at {f['loss end']:.2f}, "
+                    f"{f['vs peers']:.1f}× its peers' median {f['peers']:.2f}")
+    return ""
+
+
+def verdicts(rep: Any, table: str | None = None, fit: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per claim of ``table`` (default ``rep.table``) judged on the rows of ``rep`` (a
     :class:`~zegclip.experiments.report.tables.Report`): claim, source, metric, the two rows (labels and
-    mean ± std (n)), difference of means, p, the verdict and the direction of the means."""
+    mean ± std (n)), difference of means, p, the verdict and the direction of the means.
+
+    ``fit``: the :func:`~zegclip.experiments.report.tables.fit_check` of the same runs. Column ``fit`` then names a
+    compared row that the common recipe did not fit (empty otherwise): the verdict stands, but it measures that
+    failure to optimise as much as the design the claim is about."""
     rows = []
     numeric = rep.numeric
     for c in claims(table or rep.table):
@@ -142,18 +160,21 @@ def verdicts(rep: Any, table: str | None = None) -> pd.DataFrame:
                 # "best of all" needs every row; a measured row that beats it refutes it even before the rest run
                 v = "not run"
             fields = hi.to_dict() if hi is not None else hi_where
+            unfit = "; ".join(x for x in (_not_fitted(hi, _label(hi_where, rep.by), fit),
+                                          _not_fitted(lo, lo_label.removeprefix("runner-up: "), fit)) if x)
             rows.append({
                 "claim": c["text"].format(**{k: fields.get(k, "?") for k in rep.by}),
                 "source": c.get("source", ""), "metric": metric,
                 "higher": _label(hi_where, rep.by), "higher value": _cell(a),
                 "lower": lo_label, "lower value": _cell(b),
                 "difference": a[0] - b[0] if a[2] and b[2] else math.nan, "p": p, "verdict": v,
-                "direction": _direction(a, b, kind),
+                "direction": _direction(a, b, kind), "fit": unfit,
                 "higher runs": list(hi["found"]) if hi is not None and "found" in hi else [],
                 "lower runs": list(lo["found"]) if lo is not None and "found" in lo else [],
             })
     return pd.DataFrame(rows, columns=["claim", "source", "metric", "higher", "higher value", "lower", "lower value",
-                                       "difference", "p", "verdict", "direction", "higher runs", "lower runs"])
+                                       "difference", "p", "verdict", "direction", "fit", "higher runs",
+                                       "lower runs"])
 
 
 def _direction(a: tuple[float, float, int], b: tuple[float, float, int], kind: str) -> str:
@@ -164,9 +185,10 @@ def _direction(a: tuple[float, float, int], b: tuple[float, float, int], kind: s
     return "as the paper" if agrees else "against the paper"
 
 
-def verdicts_markdown(rep: Any, table: str | None = None) -> str:
-    """The claims of a results page as Markdown: the rule, then one line per claim with its verdict."""
-    frame = verdicts(rep, table)
+def verdicts_markdown(rep: Any, table: str | None = None, fit: pd.DataFrame | None = None) -> str:
+    """The claims of a results page as Markdown: the rule, then one line per claim with its verdict (and, given
+    ``fit`` (:func:`~zegclip.experiments.report.tables.fit_check`), a warning where a compared row did not fit)."""
+    frame = verdicts(rep, table, fit)
     if frame.empty:
         return f"The paper makes no comparative claim about {rep.table} that a verdict could test."
     lines = [f"**The paper's claims, judged by the noise rule** ({NOISE_RULE}):", ""]
@@ -176,6 +198,11 @@ def verdicts_markdown(rep: Any, table: str | None = None) -> str:
         means = f"; the means point {way}" if r["verdict"] == "unresolved (one seed)" else ""
         lines.append(f"- **{r['verdict']}**: {r['claim']} ({r['metric']}: {r['higher']} {r['higher value']} vs "
                      f"{r['lower']} {r['lower value']}{p}{means}). *{r['source']}.*")
+        if r["fit"]:
+            lines[-1] += (f" ⚠ {r['fit']}: the verdict measures that the common recipe did not optimise this row, "
+                          f"not only its design.")
+    if fit is not None and frame["fit"].astype(bool).any():
+        lines += ["", f"⚠ The fit check: {FIT_RULE}."]
     return "\n".join(lines)
 
 
@@ -242,19 +269,24 @@ def _bench_results(profile: str, results_dir: Any) -> list[dict]:
 
 
 def claims_overview(profile: str = "mini", results_dir: Any = "results", quick: bool = False) -> pd.DataFrame:
-    """Every table's claims with their verdicts, for the results overview (column ``table`` added)."""
-    from .tables import table_report
-
+    """Every table's claims with their verdicts, for the results overview (column ``table`` added; column ``fit``
+    names a compared row that the fit check (:func:`~zegclip.experiments.report.tables.fit_check`) found unfitted)."""
     frames = []
     for table in _claims_yaml():
-        frame = verdicts(table_report(JUDGED_ON.get(table, table), profile, results_dir, quick=quick), table)
+        rows_of = JUDGED_ON.get(table, table)
+        curves, _, _ = training_curves(rows_of, profile, results_dir, quick=quick)
+        frame = verdicts(table_report(rows_of, profile, results_dir, quick=quick), table, fit_check(curves))
         frame.insert(0, "table", table)
         frames.append(frame)
     if not quick:
         frame = efficiency_verdicts(_bench_results(profile, results_dir))
         frame.insert(0, "table", "table3")
         frames.insert(1, frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    frame["fit"] = frame["fit"].fillna("") if "fit" in frame else ""  # the bench's claims have no training
+    return frame
 
 
 def _run_links(ids: Any) -> str:
@@ -276,6 +308,11 @@ def claims_page(profile: str = "mini", results_dir: Any = "results", quick: bool
     summary = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS)
     lines = [f"Profile `{profile}`{' (quick runs)' if quick else ''}: {len(frame)} claims; {summary}. "
              f"The noise rule: {NOISE_RULE}.", ""]
+    unfit = int(frame["fit"].fillna("").astype(bool).sum()) if "fit" in frame else 0
+    if unfit:
+        lines += [f"⚠ {unfit} of these verdicts compare a row that the common recipe did not fit (the fit check: "
+                  f"{FIT_RULE}); they are marked below, and they measure that failure to optimise as much as the "
+                  f"design the claim is about.", ""]
     if profile == "mini":
         lines += ["Every claim compares rows that the mini world measures (Table 3's on the full-size models with "
                   "random weights, whose speed does not depend on them), so none is out of its reach; what the mini "
@@ -290,6 +327,7 @@ def claims_page(profile: str = "mini", results_dir: Any = "results", quick: bool
                   "|---|---|---|---|---|"]
         for _, r in part.iterrows():
             way = f"<br>means {r['direction']}" if r["verdict"] == "unresolved (one seed)" else ""
+            way += f"<br>⚠ {r['fit']}" if isinstance(r.get("fit"), str) and r["fit"] else ""
             runs = f"{_run_links(r.get('higher runs'))} / {_run_links(r.get('lower runs'))}" \
                 if isinstance(r.get("higher runs"), list) else "the bench record"
             lines.append(f"| {{doc}}`{r['table']} </book/generated/{r['table']}>` | {r['claim']} | **{r['verdict']}**{way} | "
@@ -300,4 +338,4 @@ def claims_page(profile: str = "mini", results_dir: Any = "results", quick: bool
 
 __all__ = ["claims", "verdict", "verdicts", "verdicts_markdown", "claims_overview", "claims_page", "GROUPS",
            "efficiency_verdicts", "efficiency_verdicts_markdown", "welch_p", "ALPHA", "NOISE_RULE",
-           "VERDICTS"]
+           "VERDICTS", "FIT_RULE"]

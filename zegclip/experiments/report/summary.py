@@ -45,6 +45,9 @@ def summary_lines(profile: str = "mini", results_dir: Any = "results", quick: bo
         judged = ", ".join(f"{int(n)} {v}" for v, n in counts.items())
         shown = [f"{c} ({t})" for c, t in zip(frame.loc[frame["verdict"] == "reproduced", "claim"],
                                                frame.loc[frame["verdict"] == "reproduced", "table"])]
+        unfit = int(frame["fit"].astype(bool).sum()) if "fit" in frame else 0
+        judged += (f"; {unfit} of these verdicts compare a row that the common recipe did not fit (see the fit check "
+                   f"on the results pages)") if unfit else ""
         lines.append(f"**The claims.** Of the paper's {len(frame)} claims, judged by the noise rule: {judged}."
                      + (f" Reproduced: {'; '.join(shown[:4])}{' and more' if len(shown) > 4 else ''}." if shown else "")
                      + " See {doc}`results`.")

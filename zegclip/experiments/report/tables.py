@@ -303,26 +303,39 @@ def training_curves(table: str, profile: str = "mini", results_dir: str | Path =
     """The logged training loss of every run of ``table`` that has a result: (frame, problems, note).
 
     Frame, one row per logged point (every ``log_every`` iterations): the table's ``by`` columns (e.g. dataset,
-    variant), ``seed``, ``id``, ``iter`` and ``loss`` (the total training loss of that iteration). It tells a row
-    that trained badly (a loss that stays high) from one that trained and transferred badly. ``note`` is the
-    not-run line when no run has a result; runs whose result has no training log (evaluation-only) are left out.
+    variant), ``objective`` (the loss kind the run optimised, from its resolved config: ``el`` softmax
+    cross-entropy, ``plus`` sigmoid focal + dice, ``plain``...; None if the result does not say), ``seed``, ``id``,
+    ``iter`` and ``loss`` (the total training loss of that iteration). It tells a row that trained badly (a loss
+    that stays high) from one that trained and transferred badly. A ``by`` column named like one of the frame's own
+    (Table 6's ``loss`` parameter) is left out: ``objective`` tells its rows apart. ``note`` is the not-run line
+    when no run has a result; runs whose result has no training log (evaluation-only) are left out.
     """
     if table not in REPORT_TABLES:
         raise ValueError(f"no report for {table!r}; choose one of {sorted(REPORT_TABLES)}")
-    by = tuple(REPORT_TABLES[table]["by"])
+    own = ("objective", "seed", "id", "iter", "loss")
+    by = tuple(b for b in REPORT_TABLES[table]["by"] if b not in own)
     entries, found, problems, missing_note = _read_runs(table, profile, results_dir, registry, entries, quick)
     rows = []
     for e in entries:
         r = found.get(e.id)
         log = ((r or {}).get("training") or {}).get("log") or []
         p = effective_params(e.params)
+        objective = _objective(r)
         for point in log:
             if _finite(point.get("loss")) and point.get("iter") is not None:
-                rows.append({**{b: p.get(b) for b in by}, "seed": p.get("seed"), "id": e.id,
+                rows.append({**{b: p.get(b) for b in by}, "objective": objective, "seed": p.get("seed"), "id": e.id,
                              "iter": int(point["iter"]), "loss": float(point["loss"])})
-    frame = pd.DataFrame(rows, columns=[*by, "seed", "id", "iter", "loss"])
+    frame = pd.DataFrame(rows, columns=[*by, *own])
     note = missing_note or (not_run_note(profile, table, quick) if not found else None)
     return frame, problems, note
+
+
+def _objective(result: dict | None) -> str | None:
+    """The loss kind a result's run optimised (``config.model.config.loss.kind``), or None."""
+    try:
+        return result["config"]["model"]["config"]["loss"]["kind"]
+    except (KeyError, TypeError):
+        return None
 
 
 def loss_summary(curves: pd.DataFrame, by: Sequence[str], last: int = 5) -> pd.DataFrame:
@@ -348,6 +361,49 @@ def loss_summary(curves: pd.DataFrame, by: Sequence[str], last: int = 5) -> pd.D
                      "loss end": e, "loss end std": e_std, "end/start": e / s if s else math.nan})
     return pd.DataFrame(rows, columns=[*by, "n", "loss start", "loss start std", "loss end", "loss end std",
                                        "end/start"])
+
+
+FIT_RATIO = 1.5  # a row "did not fit" when its final loss exceeds its peers' median by this factor ...
+FIT_FLOOR = 0.1  # ... and by this much in absolute terms (near-zero cross-entropy losses make ratios noise)
+FIT_RULE = (f"a row did not fit when its final training loss (mean over seeds of the last five logged values) is more "
+            f"than {FIT_RATIO:g} times, and more than {FIT_FLOOR:g} above, the median final loss of its peers: the rows "
+            f"of the same table and dataset that optimise the same loss, at least three of them")
+
+
+def fit_check(curves: pd.DataFrame, by: Sequence[str] | None = None, ratio: float = FIT_RATIO,
+              floor: float = FIT_FLOOR, last: int = 5) -> pd.DataFrame:
+    """Which rows of :func:`training_curves` the common recipe did not fit, by one stated rule (``FIT_RULE``).
+
+    Per row (``by``, default the columns before ``objective``, plus ``objective``): the columns of
+    :func:`loss_summary`, ``peers`` (the median ``loss end`` of the rows with the same ``dataset`` (if a column) and
+    ``objective``; NaN when fewer than three such rows, which are not judged), ``vs peers`` (``loss end / peers``),
+    ``fitted`` (False when ``loss end > ratio * peers`` and ``loss end - peers > floor``) and ``ids`` (the run ids).
+    A row that did not fit measures the recipe's failure to optimise it, not only how well its design transfers.
+
+    >>> c = pd.DataFrame({"variant": list("ABCD"), "objective": "plus", "seed": 0, "id": list("abcd"),
+    ...                   "iter": 1, "loss": [1.0, 1.1, 1.2, 2.0]})
+    >>> fit_check(c, ["variant"], last=1)[["variant", "peers", "fitted"]].values.tolist()
+    [['A', 1.15, True], ['B', 1.15, True], ['C', 1.15, True], ['D', 1.15, False]]
+    """
+    if by is None:
+        by = list(curves.columns[:list(curves.columns).index("objective")]) if "objective" in curves else []
+    key = [*by, *(["objective"] if "objective" in curves and "objective" not in by else [])]
+    cols = [*key, "n", "loss start", "loss start std", "loss end", "loss end std", "end/start", "peers",
+            "vs peers", "fitted", "ids"]
+    if curves.empty:
+        return pd.DataFrame(columns=cols)
+    frame = curves.fillna({"objective": "?"}) if "objective" in curves else curves
+    summary = loss_summary(frame, key, last=last)  # rows in the order of groupby(key, sort=False, dropna=False)
+    summary["ids"] = [sorted(set(g)) for _, g in frame.groupby(key, sort=False, dropna=False)["id"]]
+    group = [c for c in ("dataset", "objective") if c in summary]
+    peers = summary.groupby(group, sort=False)["loss end"] if group else None
+    median = peers.transform("median") if peers is not None else summary["loss end"].median()
+    size = peers.transform("size") if peers is not None else len(summary)
+    summary["peers"] = median.where(size >= 3) if peers is not None else (median if size >= 3 else math.nan)
+    summary["vs peers"] = summary["loss end"] / summary["peers"]
+    summary["fitted"] = ~((summary["loss end"] > ratio * summary["peers"])
+                          & (summary["loss end"] - summary["peers"] > floor))
+    return summary[cols].reset_index(drop=True)
 
 
 def unseen_gain(frame: pd.DataFrame, dataset: str, before: str = "inductive", after: str = "transductive") -> float:
