@@ -31,7 +31,7 @@ from .figures import (PICK_RULE, pick_samples, plot_ablation, plot_per_class, pl
                       plot_vs_paper, sample_grid)
 from .paper import PAPER_DATASET, paper_frame, paper_numbers, paper_table
 from .results import datasets_of, effective_params, entries_for, load_results, not_run_note, world_mismatch
-from .tables import (FIT_RULE, REPORT_TABLES, TABLE_METRICS, Report, aggregate, fit_check, fmt, format_frame, glue,
+from .tables import (FIT_RULE, REPORT_TABLES, TABLE_METRICS, Report, aggregate, fit_check, fit_for, fmt, format_frame, glue,
                      loss_summary, per_class_frame, table_report, training_curves, unseen_gain)
 
 __all__ = [
@@ -40,5 +40,5 @@ __all__ = [
     "per_class_frame", "sample_grid", "effective_params", "datasets_of", "unseen_gain", "plot_ablation",
     "plot_vs_paper", "plot_per_class", "plot_samples", "pick_samples", "PICK_RULE", "glue", "PAPER_DATASET", "world_mismatch",
     "verdicts", "verdicts_markdown", "alignment_frame", "plot_alignment", "advantage_frame", "claims_overview", "NOISE_RULE", "efficiency_verdicts_markdown",
-    "training_curves", "loss_summary", "plot_training_curves", "fit_check", "FIT_RULE",
+    "training_curves", "loss_summary", "plot_training_curves", "fit_check", "fit_for", "FIT_RULE",
 ]

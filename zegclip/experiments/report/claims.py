@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .tables import FIT_RULE, fit_check, table_report, training_curves
+from .tables import FIT_RULE, fit_for, table_report
 
 ALPHA = 0.05  # the significance level of the noise rule
 VERDICTS = ("reproduced", "not reproduced", "unresolved within noise", "unresolved (one seed)", "unresolved (one repeat)",
@@ -274,8 +274,8 @@ def claims_overview(profile: str = "mini", results_dir: Any = "results", quick: 
     frames = []
     for table in _claims_yaml():
         rows_of = JUDGED_ON.get(table, table)
-        curves, _, _ = training_curves(rows_of, profile, results_dir, quick=quick)
-        frame = verdicts(table_report(rows_of, profile, results_dir, quick=quick), table, fit_check(curves))
+        frame = verdicts(table_report(rows_of, profile, results_dir, quick=quick), table,
+                         fit_for(rows_of, profile, results_dir, quick))
         frame.insert(0, "table", table)
         frames.append(frame)
     if not quick:

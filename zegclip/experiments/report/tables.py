@@ -406,6 +406,12 @@ def fit_check(curves: pd.DataFrame, by: Sequence[str] | None = None, ratio: floa
     return summary[cols].reset_index(drop=True)
 
 
+def fit_for(table: str, profile: str = "mini", results_dir: str | Path = "results", quick: bool = False,
+            **kw: Any) -> pd.DataFrame:
+    """:func:`fit_check` of the runs of ``table``: what a results page passes to its verdicts (``fit=``)."""
+    return fit_check(training_curves(table, profile, results_dir, quick=quick, **kw)[0])
+
+
 def unseen_gain(frame: pd.DataFrame, dataset: str, before: str = "inductive", after: str = "transductive") -> float:
     """Mean over the classes in ``frame`` (from :func:`per_class_frame`) of IoU(after) - IoU(before); NaN if absent."""
     wide = frame[frame["dataset"] == dataset].pivot_table(index="class", columns="setting", values="IoU")
