@@ -1,6 +1,7 @@
 """Calibration instruments of the mini world: patch labels, the patch oracle, linear probes, lr multipliers."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from zegclip.mini.dataset import MiniSegmentation
@@ -210,3 +211,16 @@ def test_diagnose_on_tiny_settings_reports_probes_floor_and_oracle():
     # a random-init model and its floor are the same architecture with the same seed: identical features
     assert record["probes"]["features"] == record["floor"]["features"]
     assert record["mini_clip"]["generator_version"] == 3 and record["environment"]["versions"]["torch"]
+
+
+def test_query_scale_shows_why_t_times_g_starts_with_classes_alike():
+    """t and g are unit vectors: t's descriptor has norm 1 exactly, t*g's about 1/sqrt(d) (d = 128 here), so t*g's
+    queries start nearly equal across classes; adding the shared g (t+g) leaves the spread across classes as t's."""
+    from zegclip.mini.diagnose import query_scale
+
+    scale = query_scale("mini-voc", formats=("t", "t*g", "t+g"), scenes=2, random_clip=True)
+    assert set(scale) == {"t", "t*g", "t+g"} and set(scale["t"]) == {"descriptor norm", "query norm", "class spread"}
+    assert scale["t"]["descriptor norm"] == pytest.approx(1.0, abs=1e-4)
+    assert scale["t*g"]["descriptor norm"] < 0.25 < 1.0 < scale["t+g"]["descriptor norm"]
+    assert scale["t*g"]["class spread"] < scale["t"]["class spread"] / 5
+    assert scale["t+g"]["class spread"] == pytest.approx(scale["t"]["class spread"], abs=1e-3)

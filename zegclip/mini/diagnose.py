@@ -26,7 +26,7 @@ from .cells import patch_labels
 from .grammar import get_world
 from .render import render_scene
 
-__all__ = ["patch_labels", "patch_oracle", "probe_features", "linear_probe", "training_free"]
+__all__ = ["patch_labels", "patch_oracle", "probe_features", "linear_probe", "training_free", "query_scale"]
 
 
 def _scenes(world, stream: int, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +134,40 @@ def linear_probe(model, world: str = "mini-voc", where: str = "features", train_
 
 
 @torch.no_grad()
+def query_scale(preset: str = "mini-voc", formats: tuple[str, ...] = ("t", "t*g", "[t*g,t]", "t-g", "t+g"),
+                scenes: int = 8, seed: int = 0, random_clip: bool = False) -> dict[str, dict[str, float]]:
+    """How large, and how different across classes, each query format's class queries are *at initialisation*.
+
+    Per format: a model of ``preset`` built as training starts it (``torch.manual_seed(seed)``; the packaged
+    mini-CLIP unless ``random_clip``), run in eval mode on the first ``scenes`` evaluation scenes. Returns, each a
+    mean over scenes and classes: ``descriptor norm`` (the L2 norm of the un-projected query input, (B, C, k*d)),
+    ``query norm`` (after the learnable projection) and ``class spread`` (the norm of the per-dimension std of the
+    queries across classes: how far apart the decoder's classes start).
+
+    Why: t and g are L2-normalised, so ``t*g`` has norm ``|t*g| <= 1`` and about ``1/sqrt(d)`` when their mass is
+    spread over the d dimensions; its queries then start as the projection's bias plus a small class term, nearly
+    equal for every class. A format whose queries start alike must be learned apart by the common learning rate.
+    """
+    from ..model.factory import build_model
+    from .dataset import MiniSegmentation
+
+    out = {}
+    dataset = None
+    for fmt in formats:
+        torch.manual_seed(seed)
+        model = build_model(preset, query_format=fmt, random_init=random_clip).eval()
+        dataset = dataset or MiniSegmentation(model.cfg.split, "val")
+        sums = {"descriptor norm": 0.0, "query norm": 0.0, "class spread": 0.0}
+        with torch.no_grad():
+            for i in range(scenes):
+                t = model.intermediates(model.normalize(dataset[i]["image"].unsqueeze(0)))
+                sums["descriptor norm"] += t["descriptor"].norm(dim=-1).mean().item()
+                sums["query norm"] += t["queries"].norm(dim=-1).mean().item()
+                sums["class spread"] += t["queries"].std(dim=1).norm(dim=-1).mean().item()
+        out[fmt] = {k: round(v / scenes, 4) for k, v in sums.items()}
+    return out
+
+
 def training_free(model, world=None, scenes: int = 300, stream: int | None = None, batch: int = 100) -> dict:
     """Training-free segmentation by the frozen CLIP: every patch token against every class's text embedding.
 
