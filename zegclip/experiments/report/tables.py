@@ -396,10 +396,8 @@ def fit_check(curves: pd.DataFrame, by: Sequence[str] | None = None, ratio: floa
     summary = loss_summary(frame, key, last=last)  # rows in the order of groupby(key, sort=False, dropna=False)
     summary["ids"] = [sorted(set(g)) for _, g in frame.groupby(key, sort=False, dropna=False)["id"]]
     group = [c for c in ("dataset", "objective") if c in summary]
-    peers = summary.groupby(group, sort=False)["loss end"] if group else None
-    median = peers.transform("median") if peers is not None else summary["loss end"].median()
-    size = peers.transform("size") if peers is not None else len(summary)
-    summary["peers"] = median.where(size >= 3) if peers is not None else (median if size >= 3 else math.nan)
+    peers = summary.groupby(group or (lambda _: 0), sort=False)["loss end"]  # no such column: one group
+    summary["peers"] = peers.transform("median").where(peers.transform("size") >= 3)
     summary["vs peers"] = summary["loss end"] / summary["peers"]
     summary["fitted"] = ~((summary["loss end"] > ratio * summary["peers"])
                           & (summary["loss end"] - summary["peers"] > floor))
